@@ -1,0 +1,194 @@
+"""Context: what a turn may do. Every effect is buffered and committed with the turn.
+
+Nothing a handler asks of its context is visible outside the actor before the turn commits:
+attribute changes, messages to other actors and completion all travel in the turn's commit
+record (the output gate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, final, overload
+
+from actors import _codec
+from actors._entity import Entity, EntitySpec
+from actors._registry import check_attribute_name, check_attributes
+from persistence import (
+    ActorInit,
+    AttributeValue,
+    Completion,
+    Enqueue,
+    MessageKind,
+    NewMessage,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from actors._refs import ActorRef
+    from actors._runtime import Runtime
+
+__all__ = ["Context"]
+
+E = TypeVar("E", bound=Entity)
+P = TypeVar("P")
+
+
+@final
+class Context:
+    """What a handler may do during its turn. Handed to handlers by the runtime.
+
+    Users never construct a Context. Its effects take place only if the turn completes
+    without raising, together with the turn's new state and its reply.
+
+    Attributes:
+        entity: the actor's entity name.
+        key: the actor's key.
+        generation: the actor's generation.
+        message_id: the id of the message being handled.
+        handler: the name of the handler running.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_completion",
+        "_outgoing",
+        "_removed",
+        "_rt",
+        "_spec",
+        "entity",
+        "generation",
+        "handler",
+        "key",
+        "message_id",
+    )
+
+    def __init__(
+        self,
+        rt: Runtime,
+        spec: EntitySpec,
+        *,
+        key: str,
+        generation: int,
+        message_id: int,
+        handler: str,
+    ) -> None:
+        self._rt = rt
+        self._spec = spec
+        self.entity = spec.name
+        self.key = key
+        self.generation = generation
+        self.message_id = message_id
+        self.handler = handler
+        self._attributes: dict[str, AttributeValue] = {}
+        self._removed: set[str] = set()
+        self._outgoing: list[Enqueue] = []
+        self._completion: Completion | None = None
+
+    def now(self) -> datetime:
+        """The runtime clock's current time (UTC)."""
+        return datetime.fromtimestamp(self._rt.clock.now(), UTC)
+
+    def set_attributes(self, **values: AttributeValue) -> None:
+        """Set registry attributes of this actor, committed with the turn.
+
+        Raises:
+            ValueError: a name or value is not a valid attribute.
+        """
+        checked = check_attributes(values)
+        self._removed.difference_update(checked)
+        self._attributes.update(checked)
+
+    def remove_attributes(self, *names: str) -> None:
+        """Remove registry attributes of this actor, committed with the turn."""
+        for name in names:
+            check_attribute_name(name)
+            self._attributes.pop(name, None)
+            self._removed.add(name)
+
+    def complete(self, result: Any = None) -> None:
+        """End this generation as ``completed`` with ``result``, when the turn commits.
+
+        The result is stored for the entity's retention window; ``ActorRef.result()`` and
+        duplicate starts receive it.
+
+        Raises:
+            InvalidPayload: ``result`` does not fit the entity's result type.
+            RuntimeError: the turn already completed or failed the actor.
+        """
+        what = f"result of {self.entity}/{self.key}"
+        data, _ = _codec.check(result, self._spec.result_type, what=what)
+        self._finish(Completion(status=Status.COMPLETED, result=data))
+
+    def fail(self, error: str | BaseException) -> None:
+        """End this generation as ``failed`` with ``error``, when the turn commits.
+
+        ``ActorRef.result()`` and duplicate starts then raise ``ActorFailed``.
+
+        Raises:
+            RuntimeError: the turn already completed or failed the actor.
+        """
+        if isinstance(error, BaseException):
+            info = error_info(type(error).__name__, str(error), self.handler)
+        else:
+            info = error_info("Failure", str(error), self.handler)
+        self._finish(Completion(status=Status.FAILED, error=info))
+
+    def _finish(self, completion: Completion) -> None:
+        if self._completion is not None:
+            raise RuntimeError(
+                f"{self.entity}/{self.key} is already {self._completion.status} in this turn"
+            )
+        self._completion = completion
+
+    def ref(self, entity: type[E], key: str) -> ActorRef[E]:
+        """A reference to the actor of ``entity`` with ``key`` (created on first message)."""
+        return self._rt.ref(entity, key)
+
+    @overload
+    def tell(
+        self, ref: ActorRef[E], handler: Callable[[E, Context], Awaitable[Any]], /
+    ) -> None: ...
+    @overload
+    def tell(
+        self,
+        ref: ActorRef[E],
+        handler: Callable[[E, Context, P], Awaitable[Any]],
+        payload: P,
+        /,
+    ) -> None: ...
+    @overload
+    def tell(self, ref: ActorRef[E], handler: str, payload: Any = ..., /) -> None: ...
+    def tell(self, ref: ActorRef[Any], handler: Any, payload: Any = _codec.NO_PAYLOAD, /) -> None:
+        """Send a one-way message to ``ref``, delivered exactly once if this turn commits.
+
+        Raises:
+            UnknownHandler: the target entity has no such handler.
+            InvalidPayload: ``payload`` does not fit the handler's payload type.
+        """
+        spec, name, data = ref._message(handler, payload)
+        self._outgoing.append(
+            Enqueue(
+                actor=ref._id,
+                message=NewMessage(kind=MessageKind.TELL, handler=name, payload=data),
+                generation=ref.generation,
+                init=None if ref.generation is not None else ActorInit(retention=spec.retention),
+            )
+        )
+
+
+def error_info(error_type: str, message: str, handler: str) -> bytes:
+    """The stored description of a failure."""
+    return _codec.encode(
+        {"type": error_type, "message": message, "handler": handler},
+        what="error description",
+        expected=dict,
+    )
+
+
+def read_error_info(data: bytes | None) -> tuple[str, str]:
+    """(type, message) of a stored failure description."""
+    if not data:
+        return "Failure", ""
+    info = _codec.decode(data, dict[str, str], what="error description")
+    return info.get("type", "Failure"), info.get("message", "")

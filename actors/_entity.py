@@ -1,0 +1,215 @@
+"""Entity base class, the ``@handler`` decorator, and the handler table read from annotations.
+
+An entity is a class; its handlers are ``async def name(self, ctx, payload)`` methods marked
+with ``@handler``. Registration reads their annotations once and checks them, so that every
+later problem (a payload that does not fit, an unknown handler) is a clear error at the call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar, TypeVar, overload
+
+from actors._codec import NO_PAYLOAD, _NoPayload
+from actors.errors import InvalidEntity, InvalidKey, UnknownHandler
+
+__all__ = ["Entity", "handler"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HANDLER_MARK = "__actors_handler__"
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
+MAX_KEY_BYTES = 512
+
+
+class Entity:
+    """Base class of entity types: one instance per live actor, one actor per key.
+
+    Subclasses set ``name`` (the stable key namespace) and define handlers with
+    :func:`handler`. Optional class attributes:
+
+    - ``state``: annotate it with a dataclass or msgspec Struct constructible without
+      arguments; the runtime creates it, and persists it after every turn.
+    - ``result``: annotate it with the type of ``ctx.complete(...)``'s value; by default the
+      start handler's return type.
+    - ``retention``: how long a completed actor's record and result are kept (24 hours).
+
+    The runtime constructs instances without arguments; users never do.
+    """
+
+    name: ClassVar[str]
+    retention: ClassVar[timedelta] = timedelta(hours=24)
+    state: Any
+
+
+@overload
+def handler(fn: F, /) -> F: ...
+@overload
+def handler(*, start: bool = False) -> Callable[[F], F]: ...
+def handler(fn: F | None = None, /, *, start: bool = False) -> F | Callable[[F], F]:
+    """Mark an ``async def (self, ctx, payload)`` method of an Entity as a message handler.
+
+    Args:
+        fn: the method (when used as ``@handler``).
+        start: this handler handles ``Runtime.start``'s first message. Needed only when the
+            entity has more than one handler.
+
+    Returns:
+        The method itself, unchanged, so that ``ref.ask(Counter.add, 1)`` stays typed.
+    """
+
+    def mark(f: F) -> F:
+        setattr(f, _HANDLER_MARK, {"start": start})
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerSpec:
+    name: str
+    fn: Callable[..., Any]
+    payload_type: Any  # NO_PAYLOAD when the handler takes none
+    reply_type: Any
+    start: bool
+
+    @property
+    def takes_payload(self) -> bool:
+        return not isinstance(self.payload_type, _NoPayload)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntitySpec:
+    name: str
+    cls: type[Entity]
+    handlers: dict[str, HandlerSpec]
+    start_handler: HandlerSpec | None
+    state_type: Any  # None for a stateless entity
+    result_type: Any
+    retention: float
+
+    def handler(self, ref: str | Callable[..., Any]) -> HandlerSpec:
+        name = ref if isinstance(ref, str) else getattr(ref, "__name__", repr(ref))
+        spec = self.handlers.get(name)
+        if spec is None or (not isinstance(ref, str) and spec.fn is not ref):
+            known = ", ".join(sorted(self.handlers)) or "none"
+            raise UnknownHandler(
+                f"entity {self.name!r} has no handler {name!r} (handlers: {known})"
+            )
+        return spec
+
+    def new_state(self) -> Any:
+        return None if self.state_type is None else self.state_type()
+
+
+def _handler_spec(entity: str, attr: str, fn: Any, mark: dict[str, Any]) -> HandlerSpec:
+    where = f"handler {entity}.{attr}"
+    if not inspect.iscoroutinefunction(fn):
+        raise InvalidEntity(f"{where} must be an async def method")
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) not in (2, 3) or any(
+        p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+    ):
+        raise InvalidEntity(f"{where} must take (self, ctx) or (self, ctx, payload)")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise InvalidEntity(f"{where} has annotations that cannot be resolved: {exc}") from exc
+    payload_type: Any = NO_PAYLOAD
+    if len(params) == 3:
+        if params[2].name not in hints:
+            raise InvalidEntity(f"{where}: annotate the payload parameter {params[2].name!r}")
+        payload_type = hints[params[2].name]
+    if "return" not in hints:
+        raise InvalidEntity(f"{where}: annotate the return type (use -> None for no reply)")
+    return HandlerSpec(
+        name=attr,
+        fn=fn,
+        payload_type=payload_type,
+        reply_type=hints["return"],
+        start=bool(mark.get("start")),
+    )
+
+
+def entity_spec(cls: type[Entity]) -> EntitySpec:
+    """Read and check an Entity subclass.
+
+    Raises:
+        InvalidEntity: the class cannot be registered; the message says why.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Entity)) or cls is Entity:
+        raise InvalidEntity(f"{cls!r} is not a subclass of actors.Entity")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidEntity(
+            f"{cls.__qualname__}.name must be a string of letters, digits, '_', '.' or '-' "
+            f"starting with a letter (at most 128 characters), got {name!r}"
+        )
+    handlers: dict[str, HandlerSpec] = {}
+    for attr, fn in inspect.getmembers(cls, inspect.isfunction):
+        mark = getattr(fn, _HANDLER_MARK, None)
+        if mark is not None:
+            handlers[attr] = _handler_spec(name, attr, fn, mark)
+    if not handlers:
+        raise InvalidEntity(f"entity {name!r} has no @handler methods")
+    marked = [h for h in handlers.values() if h.start]
+    if len(marked) > 1:
+        raise InvalidEntity(f"entity {name!r} marks several start handlers: {marked}")
+    start = marked[0] if marked else next(iter(handlers.values())) if len(handlers) == 1 else None
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as exc:
+        raise InvalidEntity(
+            f"entity {name!r} has annotations that cannot be resolved: {exc}"
+        ) from exc
+    state_type = hints.get("state")
+    if state_type is Any:
+        state_type = None
+    if state_type is not None:
+        try:
+            state_type()
+        except Exception as exc:
+            raise InvalidEntity(
+                f"entity {name!r}: its state type {state_type!r} must be constructible without "
+                f"arguments (give every field a default): {exc}"
+            ) from exc
+    result_type = hints.get("result", start.reply_type if start else Any)
+    retention = cls.retention
+    if not isinstance(retention, timedelta) or retention < timedelta(0):
+        raise InvalidEntity(
+            f"entity {name!r}: retention must be a timedelta >= 0, got {retention!r}"
+        )
+    return EntitySpec(
+        name=name,
+        cls=cls,
+        handlers=handlers,
+        start_handler=start,
+        state_type=state_type,
+        result_type=result_type,
+        retention=retention.total_seconds(),
+    )
+
+
+def check_key(key: object) -> str:
+    """``key`` if it can name an actor.
+
+    Raises:
+        InvalidKey: it is not a string, is empty, is over 512 bytes in UTF-8, or contains a
+            NUL or another control character.
+    """
+    if not isinstance(key, str):
+        raise InvalidKey(f"an actor key must be a str, got {type(key).__name__}")
+    if not key:
+        raise InvalidKey("an actor key must not be empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKey(
+            f"an actor key must be at most {MAX_KEY_BYTES} bytes in UTF-8: {key[:40]!r}..."
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidKey(f"an actor key must not contain control characters: {key!r}")
+    return key

@@ -1,0 +1,240 @@
+"""Mailboxes: per-actor order, wake-ups, and one turn at a time per actor.
+
+The dispatcher is the writer's host. After each commit it delivers the newly stored messages to
+their actors' mailboxes in id order, releases the replies of committed turns (the output gate),
+and wakes whoever waits for a completion. An actor with mail has exactly one driver task, which
+runs its turns in mailbox order and hands each finished turn to the writer without waiting for
+the commit (pipelining); a failed commit resets the actor from the store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from actors import _codec
+from actors._activation import Activation, ActivationTable, Envelope
+from actors._future import Future
+from actors._turn import run_turn
+from actors._writer import Item, Request, Writer
+from actors.errors import ActorNotFound, ActorsError, RuntimeClosed, StorageError
+from persistence import (
+    ActorId,
+    AdmitOutcome,
+    EnqueueOutcome,
+    MessageRecord,
+    StoreError,
+    TurnOutcome,
+    WriteOutcome,
+)
+
+if TYPE_CHECKING:
+    from actors._runtime import Runtime
+
+log = structlog.get_logger("actors.mailbox")
+
+_MAX_BACKOFF = 5.0
+
+
+def storage_error(exc: StoreError) -> StorageError:
+    error = StorageError(f"the store failed: {exc}", retryable=exc.retryable)
+    error.__cause__ = exc
+    return error
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime, writer: Writer, activations: ActivationTable) -> None:
+        self._rt = rt
+        self._writer = writer
+        self.activations = activations
+        self.drivers: TaskGroup | None = None
+        self.accepting_turns = True
+        self._waiters: defaultdict[tuple[ActorId, int], list[Future[None]]] = defaultdict(list)
+        self.turns = 0
+
+    # -- completion waiters ------------------------------------------------------------
+
+    def watch(self, actor: ActorId, generation: int) -> Future[None]:
+        """A future set when ``actor``'s ``generation`` commits a completion."""
+        future: Future[None] = Future()
+        self._waiters[(actor, generation)].append(future)
+        return future
+
+    def unwatch(self, actor: ActorId, generation: int, future: Future[None]) -> None:
+        waiters = self._waiters.get((actor, generation))
+        if waiters is not None:
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                del self._waiters[(actor, generation)]
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def deliver(self, record: MessageRecord, reply: Future[Any] | None, created: bool) -> None:
+        """Put a committed message in its actor's mailbox and make sure someone drives it."""
+        actor = ActorId(entity=record.entity, key=record.key)
+        act = self.activations.get(actor, self._rt._specs[record.entity])
+        if created and act.idle:
+            act.fresh(record.generation)
+        act.mailbox.append(Envelope(record, reply))
+        self._drive_soon(act)
+
+    def _drive_soon(self, act: Activation) -> None:
+        if not act.running and act.mailbox and self.drivers is not None:
+            act.running = True
+            self.drivers.start_soon(self._drive, act, name=f"actor {act.id}")
+
+    async def _drive(self, act: Activation) -> None:
+        envelope: Envelope | None = None
+        try:
+            while act.mailbox:
+                if act.failures:
+                    await anyio.sleep(min(_MAX_BACKOFF, 0.01 * 2**act.failures))
+                head = act.mailbox[0]
+                if not act.loaded or head.record.generation > act.generation:
+                    await act.wait_flushed()
+                    await self._load(act)
+                    continue
+                envelope = act.mailbox.popleft()
+                if envelope.record.generation < act.generation:
+                    self._gone(envelope, act.id)
+                    envelope = None
+                    continue
+                incarnation = act.incarnation
+                result = await run_turn(self._rt, act, envelope)
+                if act.incarnation != incarnation or not self.accepting_turns:
+                    # Reset while the handler ran, or shutting down: the message is still
+                    # stored and goes back to the mailbox (re-run now, or after restart).
+                    act.requeue(envelope)
+                    envelope = None
+                    if not self.accepting_turns:
+                        return
+                    continue
+                act.in_flight.append(envelope)
+                envelope = None
+                self.turns += 1
+                self._writer.submit(result)
+                await anyio.lowlevel.checkpoint()
+        finally:
+            if envelope is not None:
+                act.requeue(envelope)
+            act.running = False
+            self.activations.trim()
+
+    async def _load(self, act: Activation) -> None:
+        try:
+            record = await self._rt._store.load_actor(act.id)
+        except StoreError as exc:
+            act.failures += 1
+            log.error("activation_failed", entity=act.id.entity, key=act.id.key, error=str(exc))
+            return
+        if record is None:
+            # Purged with everything it owned: its queued messages have no actor to run on.
+            while act.mailbox:
+                self._gone(act.mailbox.popleft(), act.id)
+            return
+        instance = act.spec.cls()
+        try:
+            instance.state = (
+                act.spec.new_state()
+                if record.state is None
+                else _codec.decode(record.state, act.spec.state_type, what=f"state of {act.id}")
+            )
+        except ActorsError as exc:
+            log.error("activation_failed", entity=act.id.entity, key=act.id.key, error=str(exc))
+            while act.mailbox:
+                reply = act.mailbox.popleft().reply
+                if reply is not None:
+                    reply.fail(exc)
+            return
+        act.instance = instance
+        act.generation = record.generation
+        act.status = record.status
+        act.state_bytes = record.state
+        act.loaded = True
+        log.debug(
+            "actor_activated", entity=act.id.entity, key=act.id.key, generation=record.generation
+        )
+
+    def _gone(self, envelope: Envelope, actor: ActorId) -> None:
+        if envelope.reply is not None:
+            envelope.reply.fail(
+                ActorNotFound(
+                    f"actor {actor} generation {envelope.record.generation} no longer exists"
+                )
+            )
+
+    # -- the writer's host ------------------------------------------------------------
+
+    def committed(self, item: Item, outcome: WriteOutcome) -> None:
+        if isinstance(item, Request):
+            assert isinstance(outcome, AdmitOutcome | EnqueueOutcome)
+            item.accepted.set(outcome)
+            if outcome.message is not None:
+                self.deliver(outcome.message, item.reply, outcome.created)
+            return
+        assert isinstance(outcome, TurnOutcome)
+        act = item.activation
+        act.committed()
+        reply = item.envelope.reply
+        if not outcome.applied:
+            self._gone(item.envelope, act.id)
+            return
+        if reply is not None:
+            if item.error is not None:
+                reply.fail(item.error)
+            else:
+                reply.set(item.reply)
+        for enqueue, sent in zip(item.commit.outgoing, outcome.outgoing, strict=True):
+            if sent.message is not None:
+                self.deliver(sent.message, None, sent.created)
+            else:
+                log.warning(
+                    "message_dropped",
+                    entity=enqueue.actor.entity,
+                    key=enqueue.actor.key,
+                    handler=enqueue.message.handler,
+                    status=None if sent.status is None else sent.status.value,
+                    sender=str(act.id),
+                )
+        if item.commit.completion is not None:
+            log.info(
+                "actor_completed",
+                entity=act.id.entity,
+                key=act.id.key,
+                generation=act.generation,
+                status=item.commit.completion.status.value,
+            )
+            for waiter in self._waiters.pop((act.id, item.commit.generation), ()):
+                waiter.set(None)
+
+    def failed(self, items: Sequence[Item], error: StoreError) -> None:
+        failure = storage_error(error)
+        for item in items:
+            if isinstance(item, Request):
+                item.accepted.fail(failure)
+            elif item.incarnation == item.activation.incarnation:
+                item.activation.reset()
+                self._drive_soon(item.activation)
+
+    # -- shutdown -----------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Fail everything still waiting: the runtime is closing."""
+        closed = RuntimeClosed("the runtime closed before this message was handled")
+        for item in self._writer.pending():
+            if isinstance(item, Request):
+                item.accepted.fail(closed)
+        for act in self.activations.values():
+            for envelope in (*act.in_flight, *act.mailbox):
+                if envelope.reply is not None:
+                    envelope.reply.fail(closed)
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.fail(RuntimeClosed("the runtime closed before the actor completed"))
+        self._waiters.clear()

@@ -1,0 +1,209 @@
+"""ActorRef and StartHandle: what callers hold to address an actor.
+
+Both are handed out by the runtime (``Runtime.ref``, ``Runtime.start``, ``Context.ref``);
+users never construct them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
+
+from actors import _codec
+from actors._entity import Entity, EntitySpec
+from actors._future import Future
+from actors.errors import InvalidPayload
+from persistence import ActorId, Status
+
+if TYPE_CHECKING:
+    from actors._context import Context
+    from actors._runtime import Runtime
+
+__all__ = ["ActorRef", "StartHandle"]
+
+E = TypeVar("E", bound=Entity)
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+@final
+class ActorRef(Generic[E]):
+    """The address of one actor: an entity type and a key, optionally one generation.
+
+    A ref without a generation (``Runtime.ref``) addresses whatever generation is current and
+    creates the actor on its first message (a virtual actor). A ref with a generation
+    (``StartHandle.actor``) addresses that generation only: once it has been purged or
+    replaced, calls raise ``ActorNotFound`` rather than reach a newer one.
+    """
+
+    __slots__ = ("_id", "_rt", "_spec", "generation")
+
+    def __init__(self, rt: Runtime, spec: EntitySpec, key: str, generation: int | None) -> None:
+        self._rt = rt
+        self._spec = spec
+        self._id = ActorId(entity=spec.name, key=key)
+        self.generation = generation
+
+    @property
+    def entity(self) -> str:
+        """The entity name."""
+        return self._spec.name
+
+    @property
+    def key(self) -> str:
+        """The actor's key."""
+        return self._id.key
+
+    def __repr__(self) -> str:
+        gen = "" if self.generation is None else f" generation={self.generation}"
+        return f"<ActorRef {self._id}{gen}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ActorRef)
+            and other._id == self._id
+            and other.generation == self.generation
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._id, self.generation))
+
+    def _message(self, handler: Any, payload: Any) -> tuple[EntitySpec, str, bytes]:
+        spec = self._spec.handler(handler)
+        what = f"payload of {self._spec.name}.{spec.name}"
+        if not spec.takes_payload:
+            if payload is not _codec.NO_PAYLOAD:
+                raise InvalidPayload(what, "no payload", "the handler takes no payload")
+            return self._spec, spec.name, b"null"
+        if payload is _codec.NO_PAYLOAD:
+            raise InvalidPayload(
+                what, _codec.type_name(spec.payload_type), "no payload was given"
+            )
+        data, _ = _codec.check(payload, spec.payload_type, what=what)
+        return self._spec, spec.name, data
+
+    @overload
+    async def ask(
+        self,
+        handler: Callable[[E, Context], Awaitable[R]],
+        /,
+        *,
+        timeout: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def ask(
+        self,
+        handler: Callable[[E, Context, P], Awaitable[R]],
+        payload: P,
+        /,
+        *,
+        timeout: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def ask(
+        self, handler: str, payload: Any = ..., /, *, timeout: timedelta | None = None
+    ) -> Any: ...
+    async def ask(
+        self,
+        handler: Any,
+        payload: Any = _codec.NO_PAYLOAD,
+        /,
+        *,
+        timeout: timedelta | None = None,
+    ) -> Any:
+        """Send a request and wait for the handler's reply.
+
+        Args:
+            handler: the handler, as a method (``Counter.add``) or its name.
+            payload: the handler's payload; omitted for handlers that take none.
+            timeout: how long to wait for the reply (default: the runtime's ``ask_timeout``).
+
+        Returns:
+            The handler's return value, decoded as its declared return type.
+
+        Raises:
+            UnknownHandler: the entity has no such handler.
+            InvalidPayload: the payload does not fit the handler (nothing was stored).
+            ActorCompleted: the actor's generation has ended.
+            ActorNotFound: this ref's generation is gone.
+            HandlerFailed: the handler raised.
+            AskTimeout: no reply in time (the message stays accepted).
+            StorageError: the store failed to accept the message.
+            RuntimeClosed: the runtime is closed.
+        """
+        spec, name, data = self._message(handler, payload)
+        return await self._rt._ask(self, spec, name, data, timeout)
+
+    @overload
+    async def tell(self, handler: Callable[[E, Context], Awaitable[Any]], /) -> None: ...
+    @overload
+    async def tell(
+        self, handler: Callable[[E, Context, P], Awaitable[Any]], payload: P, /
+    ) -> None: ...
+    @overload
+    async def tell(self, handler: str, payload: Any = ..., /) -> None: ...
+    async def tell(self, handler: Any, payload: Any = _codec.NO_PAYLOAD, /) -> None:
+        """Send a one-way message; returns once it is durably accepted.
+
+        Raises:
+            UnknownHandler, InvalidPayload, ActorCompleted, ActorNotFound, StorageError,
+            RuntimeClosed: as for :meth:`ask`.
+        """
+        spec, name, data = self._message(handler, payload)
+        await self._rt._tell(self, spec, name, data)
+
+    async def status(self) -> Status:
+        """The actor's durable status (``Status`` compares equal to its string value).
+
+        Raises:
+            ActorNotFound: no such actor (never created, or purged), or not this generation.
+        """
+        return (await self._rt._record(self)).status
+
+    async def result(self, *, timeout: timedelta | None = None) -> Any:
+        """Wait for the actor to complete and return its stored result.
+
+        Raises:
+            ActorFailed: the actor ended as failed.
+            ActorCompleted: the actor ended another way (cancelled, superseded).
+            ActorNotFound: no such actor, or not this generation.
+            AskTimeout: it did not complete in time.
+        """
+        return await self._rt._result(self, timeout)
+
+
+@final
+class StartHandle(Generic[E, R]):
+    """What ``Runtime.start`` returns. Users never construct it.
+
+    Attributes:
+        created: ``True`` for the one caller whose start created this generation.
+        actor: a ref to the generation this start reached.
+    """
+
+    __slots__ = ("_reply", "_rt", "actor", "created")
+
+    def __init__(self, rt: Runtime, actor: ActorRef[E], created: bool, reply: Future[Any]) -> None:
+        self._rt = rt
+        self.actor = actor
+        self.created = created
+        self._reply = reply
+
+    def __repr__(self) -> str:
+        return f"<StartHandle {self.actor!r} created={self.created}>"
+
+    async def reply(self, *, timeout: timedelta | None = None) -> R:
+        """The reply to this caller's own message.
+
+        For the creator, the start handler's return value. For a duplicate start, the reply
+        of the entity's duplicate policy; by default (adopt) the actor's result once it
+        completes.
+
+        Raises:
+            HandlerFailed: the start handler raised.
+            ActorFailed: adopting the result of an actor that failed.
+            AskTimeout: no reply in time.
+        """
+        value: R = await self._rt._await_reply(self.actor, self._reply, timeout)
+        return value

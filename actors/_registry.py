@@ -1,0 +1,60 @@
+"""Actor attributes: what may be attached to an actor for the registry to index.
+
+Validation lives here so that ``start(..., attributes=...)`` and ``ctx.set_attributes(...)``
+reject the same things with the same messages, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from persistence import AttributeValue
+
+MAX_ATTRIBUTES = 64
+MAX_NAME = 64
+MAX_STRING = 1024
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_attribute_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME:
+        raise ValueError(
+            f"attribute names are identifiers of at most {MAX_NAME} characters, got {name!r}"
+        )
+    return name
+
+
+def check_attributes(values: Mapping[str, object]) -> dict[str, AttributeValue]:
+    """``values`` as attributes.
+
+    Raises:
+        ValueError: too many attributes, a malformed name, or a value that is not a str
+            (at most 1024 characters), int (64-bit), finite float, bool or timezone-aware
+            datetime.
+    """
+    if len(values) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes per actor, got {len(values)}")
+    checked: dict[str, AttributeValue] = {}
+    for name, value in values.items():
+        check_attribute_name(name)
+        if isinstance(value, bool | float | int) and not isinstance(value, bool):
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise ValueError(f"attribute {name!r}: int {value} does not fit in 64 bits")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"attribute {name!r}: float must be finite, got {value}")
+        elif isinstance(value, str):
+            if len(value) > MAX_STRING:
+                raise ValueError(f"attribute {name!r}: string over {MAX_STRING} characters")
+        elif isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(f"attribute {name!r}: datetime must be timezone-aware")
+        elif not isinstance(value, bool):
+            raise ValueError(
+                f"attribute {name!r}: {type(value).__name__} is not an attribute type "
+                "(str, int, float, bool, datetime)"
+            )
+        checked[name] = value
+    return checked

@@ -1,0 +1,509 @@
+"""Runtime: open a store, register entities, and address actors (start, ref, ask, tell).
+
+The runtime owns one task group holding the writer, the retention sweep and the actor
+drivers; ``Runtime.open`` returns only when all are running and every message accepted before
+the last shutdown (or crash) is back in its actor's mailbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar, final, overload
+
+import anyio
+import structlog
+
+from actors import _codec
+from actors._activation import ActivationTable
+from actors._clock import Clock, SystemClock
+from actors._config import RuntimeConfig
+from actors._context import Context, read_error_info
+from actors._entity import Entity, EntitySpec, check_key, entity_spec
+from actors._future import Future
+from actors._mailbox import Dispatcher, storage_error
+from actors._refs import ActorRef, StartHandle
+from actors._registry import check_attributes
+from actors._timers import purge_loop
+from actors._turn import ADOPT
+from actors._writer import Request, Writer
+from actors.errors import (
+    ActorCompleted,
+    ActorFailed,
+    ActorNotFound,
+    AskTimeout,
+    InvalidEntity,
+    InvalidPayload,
+    RuntimeClosed,
+    UnknownEntity,
+    UnknownHandler,
+)
+from persistence import (
+    ActorId,
+    ActorInit,
+    ActorRecord,
+    Admit,
+    AdmitOutcome,
+    Enqueue,
+    EnqueueOutcome,
+    MessageKind,
+    NewMessage,
+    Status,
+    Store,
+    StoreError,
+    open_store,
+)
+
+__all__ = ["Runtime", "RuntimeStatistics"]
+
+E = TypeVar("E", bound=Entity)
+P = TypeVar("P")
+R = TypeVar("R")
+
+log = structlog.get_logger("actors.runtime")
+_RECOVERY_PAGE = 500
+_MAX_RETENTION = timedelta(days=3650)
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeStatistics:
+    """A snapshot of the runtime's counters.
+
+    Attributes:
+        activations: actors currently held in memory.
+        turns: turns run since the runtime opened.
+        commits: write transactions committed since the runtime opened.
+        committed_items: admissions, enqueues and turns those transactions carried.
+    """
+
+    activations: int
+    turns: int
+    commits: int
+    committed_items: int
+
+
+@final
+class Runtime:
+    """An embedded actor runtime on one store. Open it with :meth:`Runtime.open`."""
+
+    def __init__(
+        self, store: Store, specs: Mapping[str, EntitySpec], clock: Clock, config: RuntimeConfig
+    ) -> None:
+        self._store = store
+        self._specs = dict(specs)
+        self._by_class = {spec.cls: spec for spec in specs.values()}
+        self.clock = clock
+        self.config = config
+        self._closed = False
+        self._writer = Writer(store, clock, max_batch=config.max_batch)
+        self._dispatcher = Dispatcher(self, self._writer, ActivationTable(config.max_active))
+        self._writer.host = self._dispatcher
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        store: str | Store,
+        *,
+        entities: Iterable[type[Entity]],
+        clock: Clock | None = None,
+        config: RuntimeConfig | None = None,
+    ) -> AsyncIterator[Runtime]:
+        """Open a runtime on ``store`` for ``entities``; close it by leaving the block.
+
+        Args:
+            store: a store URL (``sqlite:///app.db``, ``sqlite:///:memory:``) or an open
+                :class:`persistence.Store` (which the runtime then does not close).
+            entities: the Entity subclasses this runtime hosts.
+            clock: the source of time (default: the system clock).
+            config: tunables (default: ``RuntimeConfig()``).
+
+        Raises:
+            InvalidEntity: an entity class cannot be registered, or two share a name.
+            InvalidStoreUrl, StoreUnavailable, SchemaTooNew: the store cannot be opened.
+        """
+        specs: dict[str, EntitySpec] = {}
+        for entity in entities:
+            spec = entity_spec(entity)
+            if spec.name in specs and specs[spec.name].cls is not entity:
+                raise InvalidEntity(
+                    f"entity name {spec.name!r} is used by both {specs[spec.name].cls.__qualname__}"
+                    f" and {entity.__qualname__}"
+                )
+            specs[spec.name] = spec
+        if not specs:
+            raise InvalidEntity("Runtime.open needs at least one entity type")
+        owned = isinstance(store, str)
+        opened = await open_store(store) if isinstance(store, str) else store
+        try:
+            rt = cls(opened, specs, clock or SystemClock(), config or RuntimeConfig())
+            async with rt._running():
+                yield rt
+        finally:
+            if owned:
+                await opened.close()
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        try:
+            async with anyio.create_task_group() as services:
+                await services.start(self._writer.run)
+                await services.start(
+                    lambda task_status: purge_loop(
+                        self._store,
+                        self.clock,
+                        interval=self.config.purge_interval.total_seconds(),
+                        batch=self.config.purge_batch,
+                        task_status=task_status,
+                    )
+                )
+                try:
+                    async with anyio.create_task_group() as drivers:
+                        self._dispatcher.drivers = drivers
+                        await self._recover()
+                        log.info("runtime_opened", entities=sorted(self._specs))
+                        try:
+                            yield
+                        finally:
+                            self._closed = True
+                            self._dispatcher.accepting_turns = False
+                            drivers.cancel_scope.cancel()
+                finally:
+                    self._dispatcher.drivers = None
+                    with anyio.move_on_after(
+                        self.config.close_timeout.total_seconds(), shield=True
+                    ):
+                        self._writer.close()
+                        await self._writer.stopped.wait()
+                    self._dispatcher.abandon()
+                    services.cancel_scope.cancel()
+                    log.info("runtime_closed")
+        except BaseExceptionGroup as group:
+            # Surface a lone failure as itself rather than wrapped in a group.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def _recover(self) -> None:
+        after: ActorId | None = None
+        recovered = 0
+        while True:
+            actors = await self._store.actors_with_mail(after=after, limit=_RECOVERY_PAGE)
+            if not actors:
+                break
+            for actor in actors:
+                if actor.entity not in self._specs:
+                    log.warning("mail_for_unknown_entity", entity=actor.entity, key=actor.key)
+                    continue
+                for record in await self._store.load_mailbox(actor):
+                    self._dispatcher.deliver(record, None, created=False)
+                    recovered += 1
+            after = actors[-1]
+        if recovered:
+            log.info("messages_recovered", count=recovered)
+
+    # -- public API ----------------------------------------------------------------------
+
+    def statistics(self) -> RuntimeStatistics:
+        """A snapshot of the runtime's counters."""
+        return RuntimeStatistics(
+            activations=len(self._dispatcher.activations),
+            turns=self._dispatcher.turns,
+            commits=self._writer.batches,
+            committed_items=self._writer.items,
+        )
+
+    def _spec(self, entity: type[Entity]) -> EntitySpec:
+        spec = self._by_class.get(entity)
+        if spec is None:
+            name = getattr(entity, "__qualname__", repr(entity))
+            raise UnknownEntity(
+                f"{name} is not an entity of this runtime (known: {', '.join(sorted(self._specs))})"
+            )
+        return spec
+
+    def ref(self, entity: type[E], key: str) -> ActorRef[E]:
+        """A reference to the actor of ``entity`` with ``key``; it is created on first use.
+
+        Raises:
+            UnknownEntity: ``entity`` is not registered with this runtime.
+            InvalidKey: ``key`` cannot name an actor.
+        """
+        return ActorRef(self, self._spec(entity), check_key(key), None)
+
+    @overload
+    async def start(
+        self,
+        entity: type[E],
+        key: str,
+        payload: Any = ...,
+        *,
+        handler: None = None,
+        attributes: Mapping[str, Any] | None = None,
+        retention: timedelta | None = None,
+    ) -> StartHandle[E, Any]: ...
+    @overload
+    async def start(
+        self,
+        entity: type[E],
+        key: str,
+        payload: P,
+        *,
+        handler: Callable[[E, Context, P], Awaitable[R]],
+        attributes: Mapping[str, Any] | None = None,
+        retention: timedelta | None = None,
+    ) -> StartHandle[E, R]: ...
+    async def start(
+        self,
+        entity: type[E],
+        key: str,
+        payload: Any = _codec.NO_PAYLOAD,
+        *,
+        handler: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        retention: timedelta | None = None,
+    ) -> StartHandle[E, Any]:
+        """Create the actor with its first message, or reach the one that exists: atomically.
+
+        Of any number of concurrent starts of one key, exactly one sees ``created=True``.
+        A start that finds the actor active delivers its message as a duplicate (its reply:
+        the actor's result, by default); one that finds it completed within its retention
+        window gets the stored result without running anything.
+
+        Args:
+            entity: the entity type.
+            key: the actor's key.
+            payload: the start handler's payload.
+            handler: the start handler (default: the entity's ``@handler(start=True)``, or its
+                only handler).
+            attributes: registry attributes of the new actor.
+            retention: how long to keep the record after completion (default: the entity's).
+
+        Returns:
+            A handle with ``created``, ``actor`` and ``reply()``.
+
+        Raises:
+            UnknownEntity, InvalidKey, UnknownHandler, InvalidPayload: bad input; nothing was
+                stored.
+            ValueError: bad attributes or retention; nothing was stored.
+            StorageError, RuntimeClosed: the start was not accepted.
+        """
+        spec = self._spec(entity)
+        actor = ActorRef[E](self, spec, check_key(key), None)
+        if handler is None:
+            if spec.start_handler is None:
+                raise UnknownHandler(
+                    f"entity {spec.name!r} has several handlers and none is marked "
+                    "@handler(start=True); pass handler="
+                )
+            handler = spec.start_handler.name
+        _, name, data = actor._message(handler, payload)
+        attrs = check_attributes(attributes or {})
+        keep = spec.retention
+        if retention is not None:
+            if not timedelta(0) <= retention <= _MAX_RETENTION:
+                raise ValueError(f"retention must be between 0 and 3650 days, got {retention}")
+            keep = retention.total_seconds()
+        reply: Future[Any] = Future()
+        outcome = await self._request(
+            Request(
+                item=Admit(
+                    actor=actor._id,
+                    message=NewMessage(kind=MessageKind.START, handler=name, payload=data),
+                    init=ActorInit(retention=keep, attributes=attrs),
+                ),
+                accepted=Future(),
+                reply=reply,
+            )
+        )
+        assert isinstance(outcome, AdmitOutcome)
+        if outcome.message is None:
+            # Completed within its retention window: answer from the stored record.
+            self._settle(
+                reply,
+                spec,
+                actor._id,
+                outcome.generation,
+                outcome.status,
+                outcome.result,
+                outcome.error,
+            )
+        bound = ActorRef[E](self, spec, actor.key, outcome.generation)
+        return StartHandle(self, bound, outcome.created, reply)
+
+    # -- internals used by refs ------------------------------------------------------------
+
+    async def _request(self, request: Request) -> AdmitOutcome | EnqueueOutcome:
+        if self._closed:
+            raise RuntimeClosed("the runtime is closed")
+        try:
+            self._writer.submit(request)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise RuntimeClosed("the runtime is closed") from None
+        outcome: AdmitOutcome | EnqueueOutcome = await request.accepted.wait()
+        return outcome
+
+    def _enqueue(
+        self, ref: ActorRef[Any], spec: EntitySpec, kind: MessageKind, name: str, data: bytes
+    ) -> Enqueue:
+        return Enqueue(
+            actor=ref._id,
+            message=NewMessage(kind=kind, handler=name, payload=data),
+            generation=ref.generation,
+            init=ActorInit(retention=spec.retention) if ref.generation is None else None,
+        )
+
+    def _rejected(self, ref: ActorRef[Any], outcome: EnqueueOutcome) -> Exception:
+        if outcome.status is None or (
+            ref.generation is not None and outcome.generation != ref.generation
+        ):
+            return ActorNotFound(f"no actor {ref._id}" + _generation_text(ref.generation))
+        return ActorCompleted(
+            entity=ref.entity,
+            key=ref.key,
+            generation=outcome.generation,
+            status=outcome.status.value,
+        )
+
+    async def _ask(
+        self,
+        ref: ActorRef[Any],
+        spec: EntitySpec,
+        name: str,
+        data: bytes,
+        timeout: timedelta | None,
+    ) -> Any:
+        reply: Future[Any] = Future()
+        request = Request(
+            item=self._enqueue(ref, spec, MessageKind.REQUEST, name, data),
+            accepted=Future(),
+            reply=reply,
+        )
+        with self._deadline(ref, name, timeout):
+            outcome = await self._request(request)
+            assert isinstance(outcome, EnqueueOutcome)
+            if outcome.message is None:
+                raise self._rejected(ref, outcome)
+            return await reply.wait()
+
+    async def _tell(self, ref: ActorRef[Any], spec: EntitySpec, name: str, data: bytes) -> None:
+        request = Request(
+            item=self._enqueue(ref, spec, MessageKind.TELL, name, data), accepted=Future()
+        )
+        outcome = await self._request(request)
+        assert isinstance(outcome, EnqueueOutcome)
+        if outcome.message is None:
+            raise self._rejected(ref, outcome)
+
+    def _deadline(
+        self, ref: ActorRef[Any], what: str, timeout: timedelta | None
+    ) -> AbstractContextManager[None]:
+        limit = timeout if timeout is not None else self.config.ask_timeout
+        return _deadline(None if limit is None else limit.total_seconds(), f"{what} on {ref._id}")
+
+    async def _record(self, ref: ActorRef[Any]) -> ActorRecord:
+        if self._closed:
+            raise RuntimeClosed("the runtime is closed")
+        try:
+            record = await self._store.load_actor(ref._id)
+        except StoreError as exc:
+            raise storage_error(exc) from exc
+        if (
+            record is None
+            or (record.expires_at is not None and record.expires_at <= self.clock.now())
+            or (ref.generation is not None and record.generation != ref.generation)
+        ):
+            raise ActorNotFound(f"no actor {ref._id}" + _generation_text(ref.generation))
+        return record
+
+    async def _result(self, ref: ActorRef[Any], timeout: timedelta | None) -> Any:
+        with self._deadline(ref, "result", timeout):
+            record = await self._record(ref)
+            if record.status is Status.ACTIVE:
+                bound = ActorRef[Any](self, ref._spec, ref.key, record.generation)
+                done = self._dispatcher.watch(ref._id, record.generation)
+                try:
+                    record = await self._record(bound)  # it may have completed meanwhile
+                    if record.status is Status.ACTIVE:
+                        await done.wait()
+                        record = await self._record(bound)
+                finally:
+                    self._dispatcher.unwatch(ref._id, bound.generation or 0, done)
+            reply: Future[Any] = Future()
+            self._settle(
+                reply,
+                ref._spec,
+                ref._id,
+                record.generation,
+                record.status,
+                record.result,
+                record.error,
+            )
+            return await reply.wait()
+
+    def _settle(
+        self,
+        reply: Future[Any],
+        spec: EntitySpec,
+        actor: ActorId,
+        generation: int,
+        status: Status,
+        result: bytes | None,
+        error: bytes | None,
+    ) -> None:
+        """Answer ``reply`` from a terminal actor's stored result or error."""
+        if status is Status.COMPLETED:
+            try:
+                reply.set(
+                    _codec.decode(result or b"null", spec.result_type, what=f"result of {actor}")
+                )
+            except InvalidPayload as exc:
+                reply.fail(exc)
+        elif status is Status.FAILED:
+            error_type, message = read_error_info(error)
+            reply.fail(
+                ActorFailed(
+                    entity=actor.entity,
+                    key=actor.key,
+                    generation=generation,
+                    error_type=error_type,
+                    error_message=message,
+                )
+            )
+        else:
+            reply.fail(
+                ActorCompleted(
+                    entity=actor.entity, key=actor.key, generation=generation, status=status.value
+                )
+            )
+
+    async def _await_reply(
+        self, actor: ActorRef[Any], reply: Future[Any], timeout: timedelta | None
+    ) -> Any:
+        with self._deadline(actor, "reply", timeout):
+            value = await reply.wait()
+        if value is ADOPT:
+            return await actor.result(timeout=timeout)
+        return value
+
+
+def _generation_text(generation: int | None) -> str:
+    return "" if generation is None else f" at generation {generation}"
+
+
+@contextmanager
+def _deadline(seconds: float | None, what: str) -> Iterator[None]:
+    """``fail_after`` that raises AskTimeout naming what timed out (no limit: no-op)."""
+    if seconds is None:
+        yield
+        return
+    try:
+        with anyio.fail_after(seconds):
+            yield
+    except TimeoutError as exc:
+        if isinstance(exc, AskTimeout):
+            raise
+        raise AskTimeout(f"no answer to {what} within {seconds:g} s") from None

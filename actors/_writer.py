@@ -1,0 +1,115 @@
+"""The group-commit writer: the single task that owns the commit path.
+
+Callers hand it admissions, enqueues and finished turns without waiting (``submit``); it
+commits everything that is ready in one transaction, then hands each item and its outcome
+back in order. A commit starts as soon as the previous one ends and takes whatever queued
+meanwhile, so batches grow with load and no one waits on a timer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from actors._clock import Clock
+from actors._future import Future
+from actors._turn import TurnResult
+from persistence import Admit, Enqueue, Store, StoreError, WriteOutcome
+
+log = structlog.get_logger("actors.writer")
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """An admission or enqueue from a caller, who waits on ``accepted``."""
+
+    item: Admit | Enqueue
+    accepted: Future[Any]
+    reply: Future[Any] | None = None
+
+
+Item = Request | TurnResult
+
+
+class CommitHost(Protocol):
+    """What the writer reports to: the runtime's dispatcher."""
+
+    def committed(self, item: Item, outcome: WriteOutcome) -> None: ...
+
+    def failed(self, items: Sequence[Item], error: StoreError) -> None: ...
+
+
+class Writer:
+    def __init__(self, store: Store, clock: Clock, *, max_batch: int) -> None:
+        self._store = store
+        self._clock = clock
+        self.host: CommitHost | None = None
+        self.stopped = anyio.Event()
+        self._max_batch = max_batch
+        # Unbounded: submit() must not await, so that a turn is queued atomically with its
+        # bookkeeping. Callers are bounded by waiting for their own commit.
+        self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
+        self.batches = 0
+        self.items = 0
+
+    def submit(self, item: Item) -> None:
+        """Queue ``item`` for the next commit. Raises ``anyio.ClosedResourceError`` once closed."""
+        self._send.send_nowait(item)
+
+    def close(self) -> None:
+        """Take no more items; ``run`` returns once everything queued is committed."""
+        self._send.close()
+
+    def pending(self) -> list[Item]:
+        """Take everything still queued (used at shutdown, after the writer stopped)."""
+        taken: list[Item] = []
+        while True:
+            try:
+                taken.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return taken
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            async for first in self._receive:
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await self._commit(batch)
+        finally:
+            self.stopped.set()
+
+    async def _commit(self, batch: list[Item]) -> None:
+        # Turns of an activation reset after a failed commit were built on state that was
+        # never committed: drop them (their messages are already back in the mailbox).
+        live = [
+            item
+            for item in batch
+            if not isinstance(item, TurnResult) or item.incarnation == item.activation.incarnation
+        ]
+        if not live:
+            return
+        assert self.host is not None, "the runtime sets the host before starting the writer"
+        writes = [item.item if isinstance(item, Request) else item.commit for item in live]
+        try:
+            outcomes = await self._store.write(writes, now=self._clock.now())
+        except StoreError as exc:
+            log.error(
+                "commit_failed", items=len(live), error=str(exc), error_type=type(exc).__name__
+            )
+            self.host.failed(live, exc)
+            return
+        self.batches += 1
+        self.items += len(live)
+        for item, outcome in zip(live, outcomes, strict=True):
+            self.host.committed(item, outcome)

@@ -1,0 +1,65 @@
+"""Storage for keyed-actors: the contract every backend meets, and the backends.
+
+The runtime (``actors``) imports only the names exported here. This package never imports
+``actors``.
+"""
+
+from __future__ import annotations
+
+from persistence._open import open_store
+from persistence.errors import (
+    InvalidStoreUrl,
+    SchemaTooNew,
+    StorageFull,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+)
+from persistence.records import (
+    ActorId,
+    ActorInit,
+    ActorRecord,
+    Admit,
+    AdmitOutcome,
+    AttributeValue,
+    Completion,
+    Enqueue,
+    EnqueueOutcome,
+    MessageKind,
+    MessageRecord,
+    NewMessage,
+    Status,
+    TurnCommit,
+    TurnOutcome,
+    WriteItem,
+    WriteOutcome,
+)
+from persistence.store import Store
+
+__all__ = [
+    "ActorId",
+    "ActorInit",
+    "ActorRecord",
+    "Admit",
+    "AdmitOutcome",
+    "AttributeValue",
+    "Completion",
+    "Enqueue",
+    "EnqueueOutcome",
+    "InvalidStoreUrl",
+    "MessageKind",
+    "MessageRecord",
+    "NewMessage",
+    "SchemaTooNew",
+    "Status",
+    "StorageFull",
+    "Store",
+    "StoreBusy",
+    "StoreError",
+    "StoreUnavailable",
+    "TurnCommit",
+    "TurnOutcome",
+    "WriteItem",
+    "WriteOutcome",
+    "open_store",
+]

@@ -1,0 +1,35 @@
+"""``open_store``: from a URL to an open, migrated store."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from persistence.errors import InvalidStoreUrl
+from persistence.sqlite import SQLiteStore
+from persistence.store import Store
+
+
+async def open_store(url: str) -> Store:
+    """Open the store that ``url`` names, creating and migrating its schema as needed.
+
+    Args:
+        url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+            ``sqlite:///:memory:``.
+
+    Returns:
+        An open store; close it with ``await store.close()``.
+
+    Raises:
+        InvalidStoreUrl: the URL is malformed or names an unknown backend.
+        StoreUnavailable: the store cannot be opened.
+        SchemaTooNew: the store was written by a newer version of this library.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+            raise InvalidStoreUrl(
+                f"malformed SQLite URL {url!r}: use sqlite:///relative.db, "
+                "sqlite:////absolute/path.db or sqlite:///:memory:"
+            )
+        return await SQLiteStore.open(parts.path[1:])
+    raise InvalidStoreUrl(f"no store backend for URL {url!r} (known schemes: sqlite)")

@@ -1,0 +1,518 @@
+"""SQLite backend: the default store, in process, through aiosqlite.
+
+One connection serves every operation; a lock keeps each operation (a whole write batch, or a
+read) from interleaving with another, so reads never see a transaction in progress. A write
+batch is one ``BEGIN IMMEDIATE`` transaction whose statements are grouped by kind and sent with
+``executemany``, so its cost grows with the number of statement kinds, not of items.
+
+This module makes storage decisions only (does the row exist, is it expired, is the generation
+current); it never decides what a message means.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from persistence import _migrate
+from persistence._attributes import SqlValue, from_sql, to_sql
+from persistence.errors import StorageFull, StoreBusy, StoreError, StoreUnavailable
+from persistence.records import (
+    ActorId,
+    ActorInit,
+    ActorRecord,
+    Admit,
+    AdmitOutcome,
+    AttributeValue,
+    Enqueue,
+    EnqueueOutcome,
+    MessageKind,
+    MessageRecord,
+    NewMessage,
+    Status,
+    TurnCommit,
+    TurnOutcome,
+    WriteItem,
+    WriteOutcome,
+)
+
+__all__ = ["SQLiteStore"]
+
+_ROW_CHUNK = 400  # (entity, key) pairs per lookup: 800 parameters, far below SQLite's limit
+_SQLITE_FULL = 13
+
+_UPSERT_ACTOR = """
+INSERT INTO actors (entity, key, generation, status, state, result, error, retention,
+                    created_at, updated_at, completed_at, expires_at)
+VALUES (?, ?, ?, 'active', NULL, NULL, NULL, ?, ?, ?, NULL, NULL)
+ON CONFLICT (entity, key) DO UPDATE SET
+    generation = excluded.generation, status = 'active', state = NULL, result = NULL,
+    error = NULL, retention = excluded.retention, created_at = excluded.created_at,
+    updated_at = excluded.updated_at, completed_at = NULL, expires_at = NULL
+"""
+_UPDATE_TURN = """
+UPDATE actors SET state = coalesce(?, state), status = ?, result = ?, error = ?,
+                  updated_at = ?, completed_at = ?, expires_at = ?
+WHERE entity = ? AND key = ? AND generation = ?
+"""
+_INSERT_MESSAGE = """
+INSERT INTO messages (id, entity, key, generation, kind, handler, payload, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_UPSERT_ATTRIBUTE = """
+INSERT INTO attributes (entity, key, name, value_type, value) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (entity, key, name) DO UPDATE SET
+    value_type = excluded.value_type, value = excluded.value
+"""
+_REMOVED = object()
+
+
+@dataclass(slots=True)
+class _Row:
+    """The part of an actor row a write batch decides on; updated as items apply."""
+
+    generation: int
+    status: Status
+    retention: float
+    result: bytes | None
+    error: bytes | None
+    completed_at: float | None
+    expires_at: float | None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+class _Batch:
+    """The statements one write batch will run, collected while its items are decided."""
+
+    def __init__(self, rows: dict[ActorId, _Row], next_id: int, max_purged: int) -> None:
+        self.rows = rows
+        self.next_id = next_id
+        self.max_purged = max_purged
+        self.reset_actors: list[tuple[str, str]] = []
+        self.upserts: list[tuple[Any, ...]] = []
+        self.updates: dict[tuple[ActorId, int], tuple[Any, ...]] = {}
+        self.inserts: list[tuple[Any, ...]] = []
+        self.consumed: list[tuple[int]] = []
+        self.attributes: dict[ActorId, dict[str, object]] = {}
+
+    def create(self, actor: ActorId, init: ActorInit, now: float) -> _Row:
+        old = self.rows.get(actor)
+        generation = old.generation + 1 if old else self.max_purged + 1
+        if old:
+            self.reset_actors.append((actor.entity, actor.key))
+        row = _Row(generation, Status.ACTIVE, init.retention, None, None, None, None)
+        self.rows[actor] = row
+        self.upserts.append((actor.entity, actor.key, generation, init.retention, now, now))
+        self.attributes[actor] = dict(init.attributes)
+        return row
+
+    def insert(self, actor: ActorId, generation: int, msg: NewMessage, now: float) -> MessageRecord:
+        record = MessageRecord(
+            id=self.next_id,
+            entity=actor.entity,
+            key=actor.key,
+            generation=generation,
+            kind=msg.kind,
+            handler=msg.handler,
+            payload=msg.payload,
+            created_at=now,
+        )
+        self.next_id += 1
+        self.inserts.append(
+            (
+                record.id,
+                actor.entity,
+                actor.key,
+                generation,
+                msg.kind.value,
+                msg.handler,
+                msg.payload,
+                now,
+            )
+        )
+        return record
+
+    def admit(self, item: Admit, now: float) -> AdmitOutcome:
+        row = self.rows.get(item.actor)
+        if row is None or not row.live(now):
+            row = self.create(item.actor, item.init, now)
+            message = self.insert(item.actor, row.generation, item.message, now)
+            return AdmitOutcome(
+                created=True, generation=row.generation, status=row.status, message=message
+            )
+        if row.status is Status.ACTIVE:
+            duplicate = NewMessage(
+                kind=MessageKind.DUPLICATE,
+                handler=item.message.handler,
+                payload=item.message.payload,
+            )
+            message = self.insert(item.actor, row.generation, duplicate, now)
+            return AdmitOutcome(
+                created=False, generation=row.generation, status=row.status, message=message
+            )
+        return AdmitOutcome(
+            created=False,
+            generation=row.generation,
+            status=row.status,
+            message=None,
+            result=row.result,
+            error=row.error,
+        )
+
+    def enqueue(self, item: Enqueue, now: float) -> EnqueueOutcome:
+        row = self.rows.get(item.actor)
+        created = False
+        if row is None or not row.live(now):
+            if item.init is None:
+                return EnqueueOutcome(message=None, created=False, generation=0, status=None)
+            row = self.create(item.actor, item.init, now)
+            created = True
+        if row.status is not Status.ACTIVE or item.generation not in (None, row.generation):
+            return EnqueueOutcome(
+                message=None, created=False, generation=row.generation, status=row.status
+            )
+        message = self.insert(item.actor, row.generation, item.message, now)
+        return EnqueueOutcome(
+            message=message, created=created, generation=row.generation, status=row.status
+        )
+
+    def commit_turn(self, item: TurnCommit, now: float) -> TurnOutcome:
+        self.consumed.append((item.consumed,))
+        row = self.rows.get(item.actor)
+        if row is None or row.generation != item.generation:
+            return TurnOutcome(applied=False)
+        if item.completion is not None:
+            row.status = item.completion.status
+            row.result = item.completion.result
+            row.error = item.completion.error
+            row.completed_at = now
+            row.expires_at = now + row.retention
+        key = (item.actor, item.generation)
+        previous = self.updates.get(key)
+        # Pipelined turns of one actor may share a batch: the last state written wins.
+        state = item.state if item.state is not None else (previous[0] if previous else None)
+        self.updates[key] = (
+            state,
+            row.status.value,
+            row.result,
+            row.error,
+            now,
+            row.completed_at,
+            row.expires_at,
+            item.actor.entity,
+            item.actor.key,
+            item.generation,
+        )
+        if item.set_attributes or item.remove_attributes:
+            changes = self.attributes.setdefault(item.actor, {})
+            changes.update(item.set_attributes)
+            changes.update(dict.fromkeys(item.remove_attributes, _REMOVED))
+        outgoing = [self.enqueue(out, now) for out in item.outgoing]
+        return TurnOutcome(applied=True, outgoing=outgoing)
+
+    def attribute_statements(
+        self,
+    ) -> tuple[list[tuple[str, str, str, str, SqlValue]], list[tuple[str, str, str]]]:
+        upserts: list[tuple[str, str, str, str, SqlValue]] = []
+        removals: list[tuple[str, str, str]] = []
+        for actor, changes in self.attributes.items():
+            for name, value in changes.items():
+                if value is _REMOVED:
+                    removals.append((actor.entity, actor.key, name))
+                else:
+                    tag, stored = to_sql(value)  # type: ignore[arg-type]  # not _REMOVED here
+                    upserts.append((actor.entity, actor.key, name, tag, stored))
+        return upserts, removals
+
+
+def _touched(items: Iterable[WriteItem]) -> Iterator[ActorId]:
+    for item in items:
+        yield item.actor
+        if isinstance(item, TurnCommit):
+            yield from (out.actor for out in item.outgoing)
+
+
+def _translate(exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    if code == _SQLITE_FULL or "full" in text:
+        return StorageFull(f"SQLite has no space left: {text}")
+    if "locked" in text or "busy" in text:
+        return StoreBusy(f"SQLite database is locked: {text}")
+    return StoreError(f"SQLite error: {text}")
+
+
+class SQLiteStore:
+    """A :class:`persistence.Store` on one SQLite file (or an in-memory database).
+
+    Open it with :func:`persistence.open_store` (``sqlite:///path.db`` or
+    ``sqlite:///:memory:``) or :meth:`open`.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self._path = path
+        self._lock = anyio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, path: str, *, synchronous: str = "FULL", schema_version: int | None = None
+    ) -> SQLiteStore:
+        """Open (creating if needed) and migrate the database at ``path``.
+
+        Args:
+            path: a file path, or ``:memory:``.
+            synchronous: SQLite's ``synchronous`` pragma: ``FULL`` survives power loss,
+                ``NORMAL`` survives a process crash.
+            schema_version: migrate only up to this version (tests of the migration runner).
+
+        Raises:
+            StoreUnavailable: the file cannot be opened.
+            SchemaTooNew: the file was written by a newer version of this library.
+        """
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+        store = cls(conn, path)
+        try:
+            await store._setup(synchronous, schema_version)
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def _setup(self, synchronous: str, schema_version: int | None) -> None:
+        try:
+            if self._path != ":memory:":
+                await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            await self._conn.execute("PRAGMA busy_timeout=5000")
+            async with self._conn.execute("PRAGMA user_version") as cursor:
+                row = await cursor.fetchone()
+            current = int(row[0]) if row else 0
+            for migration in _migrate.pending("sqlite", current=current, target=schema_version):
+                await self._conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+                    f"PRAGMA user_version={migration.version};\nCOMMIT;"
+                )
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"cannot prepare SQLite database {self._path!r}: {exc}") from exc
+
+    async def schema_version(self) -> int:
+        """The schema version of the open database."""
+        async with self._op(), self._conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    @asynccontextmanager
+    async def _op(self, *, write: bool = False) -> Any:
+        async with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the store is closed")
+            try:
+                if write:
+                    await self._conn.execute("BEGIN IMMEDIATE")
+                yield
+                if write:
+                    await self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise _translate(exc) from exc
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with anyio.CancelScope(shield=True):
+                await self._conn.execute("ROLLBACK")
+
+    async def write(self, items: Sequence[WriteItem], *, now: float) -> list[WriteOutcome]:
+        async with self._op(write=True):
+            async with self._conn.execute("SELECT name, value FROM meta") as cursor:
+                meta = {name: int(value) for name, value in await cursor.fetchall()}
+            rows = await self._rows(set(_touched(items)))
+            batch = _Batch(rows, meta["next_message_id"], meta["max_purged_generation"])
+            outcomes: list[WriteOutcome] = []
+            for item in items:
+                if isinstance(item, Admit):
+                    outcomes.append(batch.admit(item, now))
+                elif isinstance(item, Enqueue):
+                    outcomes.append(batch.enqueue(item, now))
+                else:
+                    outcomes.append(batch.commit_turn(item, now))
+            await self._apply(batch, meta["next_message_id"])
+        return outcomes
+
+    async def _rows(self, actors: set[ActorId]) -> dict[ActorId, _Row]:
+        ordered = sorted(actors)
+        rows: dict[ActorId, _Row] = {}
+        for start in range(0, len(ordered), _ROW_CHUNK):
+            chunk = ordered[start : start + _ROW_CHUNK]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            params = [part for actor in chunk for part in (actor.entity, actor.key)]
+            sql = (
+                "SELECT entity, key, generation, status, retention, result, error, completed_at,"
+                f" expires_at FROM actors WHERE (entity, key) IN (VALUES {values})"
+            )
+            async with self._conn.execute(sql, params) as cursor:
+                for (
+                    entity,
+                    key,
+                    gen,
+                    status,
+                    ret,
+                    result,
+                    error,
+                    done,
+                    exp,
+                ) in await cursor.fetchall():
+                    rows[ActorId(entity=entity, key=key)] = _Row(
+                        gen, Status(status), ret, result, error, done, exp
+                    )
+        return rows
+
+    async def _apply(self, batch: _Batch, first_id: int) -> None:
+        conn = self._conn
+        if batch.reset_actors:
+            await conn.executemany(
+                "DELETE FROM messages WHERE entity = ? AND key = ?", batch.reset_actors
+            )
+            await conn.executemany(
+                "DELETE FROM attributes WHERE entity = ? AND key = ?", batch.reset_actors
+            )
+        if batch.upserts:
+            await conn.executemany(_UPSERT_ACTOR, batch.upserts)
+        if batch.updates:
+            await conn.executemany(_UPDATE_TURN, batch.updates.values())
+        if batch.consumed:
+            await conn.executemany("DELETE FROM messages WHERE id = ?", batch.consumed)
+        if batch.inserts:
+            await conn.executemany(_INSERT_MESSAGE, batch.inserts)
+        upserts, removals = batch.attribute_statements()
+        if upserts:
+            await conn.executemany(_UPSERT_ATTRIBUTE, upserts)
+        if removals:
+            await conn.executemany(
+                "DELETE FROM attributes WHERE entity = ? AND key = ? AND name = ?", removals
+            )
+        if batch.next_id != first_id:
+            await conn.execute(
+                "UPDATE meta SET value = ? WHERE name = 'next_message_id'", (batch.next_id,)
+            )
+
+    async def load_actor(self, actor: ActorId) -> ActorRecord | None:
+        async with self._op():
+            async with self._conn.execute(
+                "SELECT generation, status, state, result, error, retention, created_at,"
+                " updated_at, completed_at, expires_at FROM actors WHERE entity = ? AND key = ?",
+                (actor.entity, actor.key),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            async with self._conn.execute(
+                "SELECT name, value_type, value FROM attributes WHERE entity = ? AND key = ?",
+                (actor.entity, actor.key),
+            ) as cursor:
+                attributes: dict[str, AttributeValue] = {
+                    name: from_sql(tag, value) for name, tag, value in await cursor.fetchall()
+                }
+        gen, status, state, result, error, retention, created, updated, done, expires = row
+        return ActorRecord(
+            entity=actor.entity,
+            key=actor.key,
+            generation=gen,
+            status=Status(status),
+            state=state,
+            result=result,
+            error=error,
+            attributes=attributes,
+            retention=retention,
+            created_at=created,
+            updated_at=updated,
+            completed_at=done,
+            expires_at=expires,
+        )
+
+    async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
+        async with (
+            self._op(),
+            self._conn.execute(
+                "SELECT id, generation, kind, handler, payload, created_at FROM messages"
+                " WHERE entity = ? AND key = ? ORDER BY id",
+                (actor.entity, actor.key),
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return [
+            MessageRecord(
+                id=mid,
+                entity=actor.entity,
+                key=actor.key,
+                generation=gen,
+                kind=MessageKind(kind),
+                handler=handler,
+                payload=payload,
+                created_at=created,
+            )
+            for mid, gen, kind, handler, payload, created in rows
+        ]
+
+    async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
+        start = (after.entity, after.key) if after else ("", "")
+        async with (
+            self._op(),
+            self._conn.execute(
+                "SELECT DISTINCT entity, key FROM messages WHERE (entity, key) > (?, ?)"
+                " ORDER BY entity, key LIMIT ?",
+                (*start, limit),
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return [ActorId(entity=entity, key=key) for entity, key in rows]
+
+    async def purge_expired(self, *, now: float, limit: int) -> int:
+        async with self._op(write=True):
+            async with self._conn.execute(
+                "SELECT entity, key, generation FROM actors WHERE expires_at <= ?"
+                " ORDER BY expires_at LIMIT ?",
+                (now, limit),
+            ) as cursor:
+                expired = list(await cursor.fetchall())
+            if expired:
+                pairs = [(entity, key) for entity, key, _ in expired]
+                await self._conn.executemany(
+                    "DELETE FROM actors WHERE entity = ? AND key = ?", pairs
+                )
+                await self._conn.executemany(
+                    "DELETE FROM messages WHERE entity = ? AND key = ?", pairs
+                )
+                await self._conn.executemany(
+                    "DELETE FROM attributes WHERE entity = ? AND key = ?", pairs
+                )
+                await self._conn.execute(
+                    "UPDATE meta SET value = max(value, ?) WHERE name = 'max_purged_generation'",
+                    (max(gen for _, _, gen in expired),),
+                )
+        return len(expired)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with anyio.CancelScope(shield=True):
+                await self._conn.close()

@@ -1,0 +1,65 @@
+"""The storage contract: the only way the runtime reaches durable state.
+
+A store applies batches of writes in one transaction each (group commit), and answers reads
+with committed data only. It makes no runtime decisions: it does not run handlers, decode
+payloads or know about entities beyond their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from persistence.records import (
+    ActorId,
+    ActorRecord,
+    MessageRecord,
+    WriteItem,
+    WriteOutcome,
+)
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """A durable store of actors, their mailboxes and attributes.
+
+    Implementations serialize their own operations; callers may call them concurrently.
+    Every method raises :class:`persistence.errors.StoreError` subclasses, never a driver's
+    exception.
+    """
+
+    async def write(self, items: Sequence[WriteItem], *, now: float) -> list[WriteOutcome]:
+        """Apply ``items`` in order, in one transaction, at wall-clock time ``now``.
+
+        Later items see the effects of earlier ones. Either every item is applied or none is
+        (the error is raised).
+
+        Returns:
+            One outcome per item, in order: ``AdmitOutcome`` for ``Admit``, ``EnqueueOutcome``
+            for ``Enqueue``, ``TurnOutcome`` for ``TurnCommit``.
+        """
+        ...
+
+    async def load_actor(self, actor: ActorId) -> ActorRecord | None:
+        """The actor's current record with its attributes, or ``None`` if there is none."""
+        ...
+
+    async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
+        """The actor's stored messages, in mailbox (id) order."""
+        ...
+
+    async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
+        """Actors that have stored messages, in ``ActorId`` order, after ``after``."""
+        ...
+
+    async def purge_expired(self, *, now: float, limit: int) -> int:
+        """Delete up to ``limit`` terminal actors whose ``expires_at`` <= ``now``.
+
+        Their messages and attributes go with them. Returns how many were purged.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the store's resources. Safe to call twice."""
+        ...
