@@ -227,7 +227,7 @@ class Dispatcher:
     def abandon(self) -> None:
         """Fail everything still waiting: the runtime is closing."""
         closed = RuntimeClosed("the runtime closed before this message was handled")
-        for item in self._writer.pending():
+        for item in self._writer.leftover():
             if isinstance(item, Request):
                 item.accepted.fail(closed)
         for act in self.activations.values():

@@ -77,9 +77,7 @@ class ActorRef(Generic[E]):
                 raise InvalidPayload(what, "no payload", "the handler takes no payload")
             return self._spec, spec.name, b"null"
         if payload is _codec.NO_PAYLOAD:
-            raise InvalidPayload(
-                what, _codec.type_name(spec.payload_type), "no payload was given"
-            )
+            raise InvalidPayload(what, _codec.type_name(spec.payload_type), "no payload was given")
         data, _ = _codec.check(payload, spec.payload_type, what=what)
         return self._spec, spec.name, data
 

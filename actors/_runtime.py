@@ -250,6 +250,16 @@ class Runtime:
         self,
         entity: type[E],
         key: str,
+        *,
+        handler: Callable[[E, Context], Awaitable[R]],
+        attributes: Mapping[str, Any] | None = None,
+        retention: timedelta | None = None,
+    ) -> StartHandle[E, R]: ...
+    @overload
+    async def start(
+        self,
+        entity: type[E],
+        key: str,
         payload: P,
         *,
         handler: Callable[[E, Context, P], Awaitable[R]],

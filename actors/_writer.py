@@ -55,6 +55,7 @@ class Writer:
         # Unbounded: submit() must not await, so that a turn is queued atomically with its
         # bookkeeping. Callers are bounded by waiting for their own commit.
         self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
+        self._leftover: list[Item] = []
         self.batches = 0
         self.items = 0
 
@@ -66,14 +67,10 @@ class Writer:
         """Take no more items; ``run`` returns once everything queued is committed."""
         self._send.close()
 
-    def pending(self) -> list[Item]:
-        """Take everything still queued (used at shutdown, after the writer stopped)."""
-        taken: list[Item] = []
-        while True:
-            try:
-                taken.append(self._receive.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                return taken
+    def leftover(self) -> list[Item]:
+        """What was queued but never committed (the writer stopped early); taken once."""
+        taken, self._leftover = self._leftover, []
+        return taken
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -87,6 +84,13 @@ class Writer:
                         break
                 await self._commit(batch)
         finally:
+            while True:
+                try:
+                    self._leftover.append(self._receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            self._send.close()
+            self._receive.close()
             self.stopped.set()
 
     async def _commit(self, batch: list[Item]) -> None:

@@ -1,0 +1,79 @@
+"""Kill the process with SIGKILL while messages are queued; nothing accepted is lost."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from tests.conftest import running
+from tests.crash._child import KEYS
+from tests.entities import Counter
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUNDS = 3
+
+
+async def _run_child_until_killed(db: Path, round_: str, kill_after: int) -> list[tuple[str, str]]:
+    """Start the child, let it accept ``kill_after`` messages, SIGKILL it; return the ledger."""
+    ledger: list[tuple[str, str]] = []
+    async with await anyio.open_process(
+        [sys.executable, "-m", "tests.crash._child", str(db), round_],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as process:
+        assert process.stdout is not None
+        buffer = b""
+        try:
+            async for chunk in process.stdout:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    parts = line.decode().split()
+                    if parts and parts[0] == "accepted":
+                        ledger.append((parts[1], parts[2]))
+                if len(ledger) >= kill_after:
+                    break
+        finally:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return ledger
+
+
+@pytest.mark.slow
+async def test_messages_accepted_before_sigkill_are_handled_exactly_once_after_restart(
+    tmp_path: Path,
+) -> None:
+    """G3, G4: after SIGKILL and restart, every accepted message ran exactly once, in order."""
+    db = tmp_path / "crash.db"
+    accepted: defaultdict[str, list[str]] = defaultdict(list)
+    with anyio.fail_after(120):
+        for round_ in range(ROUNDS):
+            ledger = await _run_child_until_killed(db, f"r{round_}", kill_after=150)
+            for key, token in ledger:
+                accepted[key].append(token)
+            with capture_logs() as logs:
+                async with running(f"sqlite:///{db}", Counter) as rt:
+                    seen = {
+                        f"key-{k}": await rt.ref(Counter, f"key-{k}").ask(Counter.seen)
+                        for k in range(KEYS)
+                    }
+                    values = {key: await rt.ref(Counter, key).ask(Counter.get) for key in seen}
+            recovered = [e["count"] for e in logs if e["event"] == "messages_recovered"]
+            assert recovered, "the kill must leave accepted work unhandled"
+            assert recovered[0] > 0
+            for key, tokens in seen.items():
+                assert len(tokens) == len(set(tokens)), f"{key}: a message ran twice"
+                assert tokens == sorted(tokens), f"{key}: mailbox order broken"
+                missing = set(accepted[key]) - set(tokens)
+                assert not missing, f"{key}: accepted but never handled: {sorted(missing)[:5]}"
+                assert values[key] == len(tokens), f"{key}: state and effects disagree"
+    assert sum(len(v) for v in accepted.values()) >= 150 * ROUNDS

@@ -1,0 +1,33 @@
+"""Type-checked usage of the public API (checked by mypy, never executed).
+
+``assert_type`` lines pin what callers see; lines marked ``type: ignore[...]`` are misuse that
+must stay a type error (``warn_unused_ignores`` fails the check if one stops being an error).
+"""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+from actors import ActorRef, Runtime, StartHandle, Status
+from tests.entities import ChargeRequest, Counter, Payment, Receipt
+
+
+async def usage(rt: Runtime) -> None:
+    ref = rt.ref(Counter, "k")
+    assert_type(ref, ActorRef[Counter])
+    assert_type(await ref.ask(Counter.add, 5), int)
+    assert_type(await ref.ask(Counter.get), int)
+    assert_type(await ref.ask(Counter.seen), list[str])
+    assert_type(await ref.ask("add", 5), Any)
+    assert_type(await ref.tell(Counter.add, 1), None)
+    assert_type(await ref.status(), Status)
+
+    h = await rt.start(Payment, "o", ChargeRequest(amount=1))
+    assert_type(h, StartHandle[Payment, Any])
+    assert_type(h.created, bool)
+    typed = await rt.start(Payment, "o", ChargeRequest(amount=1), handler=Payment.charge)
+    assert_type(await typed.reply(), Receipt)
+
+    await ref.ask(Counter.add, "five")  # type: ignore[arg-type]
+    await ref.ask(Payment.charge, ChargeRequest(amount=1))  # type: ignore[arg-type]
+    await ref.ask(Counter.get, 1)  # type: ignore[arg-type]
