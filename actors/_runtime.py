@@ -182,10 +182,14 @@ class Runtime:
                     services.cancel_scope.cancel()
                     log.info("runtime_closed")
         except BaseExceptionGroup as group:
-            # Surface a lone failure as itself rather than wrapped in a group.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            # Surface a lone failure (the caller's own, usually) as itself, not wrapped in
+            # one group per task group it crossed.
+            lone: BaseException = group
+            while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+                lone = lone.exceptions[0]
+            if lone is group:
+                raise
+            raise lone from None
 
     async def _recover(self) -> None:
         after: ActorId | None = None

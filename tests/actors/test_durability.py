@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from actors import RuntimeClosed
 from tests.conftest import running
 from tests.entities import Counter, Job
@@ -40,9 +42,18 @@ async def test_calls_after_close_raise_runtime_closed(store_url: str) -> None:
     """A closed runtime refuses work with RuntimeClosed."""
     async with running(store_url, Counter) as rt:
         ref = rt.ref(Counter, "x")
-    try:
+    with pytest.raises(RuntimeClosed):
         await ref.ask(Counter.get)
-    except RuntimeClosed:
+
+
+async def test_an_error_inside_the_runtime_block_surfaces_as_itself(store_url: str) -> None:
+    """The caller's own exception is not wrapped in exception groups by the runtime."""
+
+    class Boom(Exception):
         pass
-    else:
-        raise AssertionError("a closed runtime must refuse asks")
+
+    # The raise must happen inside the runtime block: that is what is under test.
+    with pytest.raises(Boom, match="mine"):  # noqa: PT012
+        async with running(store_url, Counter) as rt:
+            await rt.ref(Counter, "x").ask(Counter.add, 1)
+            raise Boom("mine")

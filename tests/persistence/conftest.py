@@ -1,0 +1,45 @@
+"""Fixtures of the storage contract suite: every backend the suite runs against, opened fresh."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from persistence import Store, open_store
+
+OPEN_TIME_LIMIT = 30.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # aiosqlite is asyncio-bound; trio joins once the SQLite backend drives sqlite3 itself.
+    return "asyncio"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where a file-backed store keeps its database."""
+    return tmp_path / "store.db"
+
+
+@pytest.fixture(params=["file", "memory"])
+def contract_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """The URL of each backend under the contract: a SQLite file, and SQLite in memory."""
+    if request.param == "file":
+        return f"sqlite:///{db_path}"
+    return "sqlite:///:memory:"
+
+
+@pytest.fixture
+async def store(contract_url: str) -> AsyncIterator[Store]:
+    """An open, empty store on each backend; closed after the test."""
+    with anyio.fail_after(OPEN_TIME_LIMIT):
+        opened = await open_store(contract_url)
+    try:
+        yield opened
+    finally:
+        with anyio.fail_after(OPEN_TIME_LIMIT):
+            await opened.close()
