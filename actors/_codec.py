@@ -32,6 +32,7 @@ class _NoPayload:
 
 
 NO_PAYLOAD = _NoPayload()
+"""The default for ``payload`` arguments: "no payload given" (``None`` is a payload)."""
 
 
 @lru_cache(maxsize=1024)

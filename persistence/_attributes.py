@@ -21,6 +21,9 @@ def to_sql(value: AttributeValue) -> tuple[str, SqlValue]:
     if isinstance(value, int):
         return "int", value
     if isinstance(value, float):
+        if value != value:
+            # SQL engines store NaN as NULL, which would make the actor unreadable.
+            raise ValueError("an attribute value must not be NaN")
         return "float", value
     if isinstance(value, str):
         return "str", value

@@ -27,6 +27,8 @@ __all__ = [
     "MessageRecord",
     "NewMessage",
     "Status",
+    "StoredReply",
+    "Successor",
     "TurnCommit",
     "TurnOutcome",
     "WriteItem",
@@ -110,15 +112,24 @@ class MessageRecord:
     handler: str
     payload: bytes
     created_at: float
+    meta: bytes | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewMessage:
-    """A message the runtime wants stored; the store assigns its id and generation."""
+    """A message the runtime wants stored; the store assigns its id and generation.
+
+    ``meta`` is opaque to the store (a duplicate's attributes, for instance). A message with
+    an ``idempotency_key`` is stored once per actor: after it is handled its reply is kept
+    for the actor's retention window, and a repeat gets that reply.
+    """
 
     kind: MessageKind
     handler: str
     payload: bytes
+    meta: bytes | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,13 +149,15 @@ class Admit:
       created (``created=True``) with ``message`` as its first message; an expired record is
       dropped with everything it owned;
     - an ``active`` record: ``message`` is stored as a ``duplicate`` for that generation;
-    - a terminal record inside its retention window: nothing is stored; the outcome carries
-      the record's status, result and error.
+    - a terminal record inside its retention window: nothing is stored and the outcome
+      carries the record's status, result and error; unless ``to_terminal``, in which case
+      the message is stored as a ``duplicate`` for that terminal generation.
     """
 
     actor: ActorId
     message: NewMessage
     init: ActorInit
+    to_terminal: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,13 +185,32 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoredReply:
+    """The reply kept for a handled message that had an idempotency key."""
+
+    reply: bytes | None = None
+    error: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Successor:
+    """The next generation a turn starts, in its own commit (supersede, re-run)."""
+
+    init: ActorInit
+    message: NewMessage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TurnCommit:
     """Everything one turn did, applied together with the consumption of its message.
 
     Applied only when the actor's current generation is still ``generation``; the consumed
-    message is deleted either way. ``state`` ``None`` leaves the stored state as it is. A
-    completion sets ``completed_at`` to the batch time and ``expires_at`` to that plus the
-    actor's retention.
+    message is deleted either way, unless it has an idempotency key and ``reply`` is given:
+    then it is kept, marked handled, with the reply, for the actor's retention window.
+    ``state`` ``None`` leaves the stored state as it is. A completion sets ``completed_at``
+    to the batch time and ``expires_at`` to that plus the actor's retention. A ``successor``
+    replaces the (now ended) generation by the next one, with its first message, and
+    ``readmit`` is applied as an ``Admit`` after everything else.
     """
 
     actor: ActorId
@@ -189,6 +221,9 @@ class TurnCommit:
     remove_attributes: Sequence[str] = ()
     outgoing: Sequence[Enqueue] = ()
     completion: Completion | None = None
+    reply: StoredReply | None = None
+    successor: Successor | None = None
+    readmit: Admit | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,13 +243,17 @@ class EnqueueOutcome:
     """What an :class:`Enqueue` did: ``message`` is ``None`` when nothing was stored.
 
     ``status`` and ``generation`` describe the actor's current generation (``generation`` 0
-    and status ``None`` when there is no live record).
+    and status ``None`` when there is no live record). When the message's idempotency key was
+    already used, ``repeat_of`` is the stored message and ``stored_reply`` its reply (``None``
+    while it is still unhandled).
     """
 
     message: MessageRecord | None
     created: bool
     generation: int
     status: Status | None
+    repeat_of: MessageRecord | None = None
+    stored_reply: StoredReply | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,7 +262,12 @@ class TurnOutcome:
 
     applied: bool
     outgoing: Sequence[EnqueueOutcome] = ()
+    successor: MessageRecord | None = None
+    readmitted: AdmitOutcome | None = None
 
 
 WriteItem = Admit | Enqueue | TurnCommit
+"""One item of a write batch."""
+
 WriteOutcome = AdmitOutcome | EnqueueOutcome | TurnOutcome
+"""What a store did with one item of a write batch."""

@@ -36,6 +36,7 @@ from persistence.records import (
     MessageRecord,
     NewMessage,
     Status,
+    StoredReply,
     TurnCommit,
     TurnOutcome,
     WriteItem,
@@ -62,9 +63,16 @@ UPDATE actors SET state = coalesce(?, state), status = ?, result = ?, error = ?,
 WHERE entity = ? AND key = ? AND generation = ?
 """
 _INSERT_MESSAGE = """
-INSERT INTO messages (id, entity, key, generation, kind, handler, payload, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO messages (id, entity, key, generation, kind, handler, payload, created_at, meta,
+                      idempotency_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+_KEEP_REPLY = """
+UPDATE messages SET done = 1, reply = ?, reply_error = ?, expires_at = ? WHERE id = ?
+"""
+_MESSAGE_COLUMNS = (
+    "id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key"
+)
 _UPSERT_ATTRIBUTE = """
 INSERT INTO attributes (entity, key, name, value_type, value) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (entity, key, name) DO UPDATE SET
@@ -89,11 +97,43 @@ class _Row:
         return self.expires_at is None or self.expires_at > now
 
 
+@dataclass(slots=True)
+class _Handled:
+    """A message stored under an idempotency key, and its reply once handled."""
+
+    record: MessageRecord
+    reply: StoredReply | None
+    expires_at: float | None
+
+
+def _message(row: Sequence[Any]) -> MessageRecord:
+    mid, entity, key, gen, kind, handler, payload, created, meta, idem = row[:10]
+    return MessageRecord(
+        id=mid,
+        entity=entity,
+        key=key,
+        generation=gen,
+        kind=MessageKind(kind),
+        handler=handler,
+        payload=payload,
+        created_at=created,
+        meta=meta,
+        idempotency_key=idem,
+    )
+
+
 class _Batch:
     """The statements one write batch will run, collected while its items are decided."""
 
-    def __init__(self, rows: dict[ActorId, _Row], next_id: int, max_purged: int) -> None:
+    def __init__(
+        self,
+        rows: dict[ActorId, _Row],
+        handled: dict[tuple[ActorId, str], _Handled],
+        next_id: int,
+        max_purged: int,
+    ) -> None:
         self.rows = rows
+        self.handled = handled
         self.next_id = next_id
         self.max_purged = max_purged
         self.reset_actors: list[tuple[str, str]] = []
@@ -101,13 +141,18 @@ class _Batch:
         self.updates: dict[tuple[ActorId, int], tuple[Any, ...]] = {}
         self.inserts: list[tuple[Any, ...]] = []
         self.consumed: list[tuple[int]] = []
+        self.kept: list[tuple[bytes | None, bytes | None, float, int]] = []
         self.attributes: dict[ActorId, dict[str, object]] = {}
 
     def create(self, actor: ActorId, init: ActorInit, now: float) -> _Row:
         old = self.rows.get(actor)
         generation = old.generation + 1 if old else self.max_purged + 1
         if old:
+            # The old generation goes with everything it owned, including messages this
+            # batch stored for it before this point.
             self.reset_actors.append((actor.entity, actor.key))
+            self.inserts = [r for r in self.inserts if (r[1], r[2]) != (actor.entity, actor.key)]
+            self.handled = {k: v for k, v in self.handled.items() if k[0] != actor}
         row = _Row(generation, Status.ACTIVE, init.retention, None, None, None, None)
         self.rows[actor] = row
         self.upserts.append((actor.entity, actor.key, generation, init.retention, now, now))
@@ -124,6 +169,8 @@ class _Batch:
             handler=msg.handler,
             payload=msg.payload,
             created_at=now,
+            meta=msg.meta,
+            idempotency_key=msg.idempotency_key,
         )
         self.next_id += 1
         self.inserts.append(
@@ -136,8 +183,12 @@ class _Batch:
                 msg.handler,
                 msg.payload,
                 now,
+                msg.meta,
+                msg.idempotency_key,
             )
         )
+        if msg.idempotency_key is not None:
+            self.handled[(actor, msg.idempotency_key)] = _Handled(record, None, None)
         return record
 
     def admit(self, item: Admit, now: float) -> AdmitOutcome:
@@ -148,11 +199,12 @@ class _Batch:
             return AdmitOutcome(
                 created=True, generation=row.generation, status=row.status, message=message
             )
-        if row.status is Status.ACTIVE:
+        if row.status is Status.ACTIVE or item.to_terminal:
             duplicate = NewMessage(
                 kind=MessageKind.DUPLICATE,
                 handler=item.message.handler,
                 payload=item.message.payload,
+                meta=item.message.meta,
             )
             message = self.insert(item.actor, row.generation, duplicate, now)
             return AdmitOutcome(
@@ -171,10 +223,26 @@ class _Batch:
         row = self.rows.get(item.actor)
         created = False
         if row is None or not row.live(now):
-            if item.init is None:
+            # Only an unbound enqueue may create: a bound one addresses a generation that is gone.
+            if item.init is None or item.generation is not None:
                 return EnqueueOutcome(message=None, created=False, generation=0, status=None)
             row = self.create(item.actor, item.init, now)
             created = True
+        idem = item.message.idempotency_key
+        if idem is not None and not created:
+            seen = self.handled.get((item.actor, idem))
+            if seen is not None and (seen.expires_at is None or seen.expires_at > now):
+                return EnqueueOutcome(
+                    message=None,
+                    created=False,
+                    generation=row.generation,
+                    status=row.status,
+                    repeat_of=seen.record,
+                    stored_reply=seen.reply,
+                )
+            if seen is not None:  # its window has passed: the key is free again
+                self.consumed.append((seen.record.id,))
+                del self.handled[(item.actor, idem)]
         if row.status is not Status.ACTIVE or item.generation not in (None, row.generation):
             return EnqueueOutcome(
                 message=None, created=False, generation=row.generation, status=row.status
@@ -185,10 +253,18 @@ class _Batch:
         )
 
     def commit_turn(self, item: TurnCommit, now: float) -> TurnOutcome:
-        self.consumed.append((item.consumed,))
         row = self.rows.get(item.actor)
         if row is None or row.generation != item.generation:
+            self.consumed.append((item.consumed,))
             return TurnOutcome(applied=False)
+        if item.reply is None:
+            self.consumed.append((item.consumed,))
+        else:
+            expires = now + row.retention
+            self.kept.append((item.reply.reply, item.reply.error, expires, item.consumed))
+            for seen in self.handled.values():
+                if seen.record.id == item.consumed:
+                    seen.reply, seen.expires_at = item.reply, expires
         if item.completion is not None:
             row.status = item.completion.status
             row.result = item.completion.result
@@ -216,7 +292,14 @@ class _Batch:
             changes.update(item.set_attributes)
             changes.update(dict.fromkeys(item.remove_attributes, _REMOVED))
         outgoing = [self.enqueue(out, now) for out in item.outgoing]
-        return TurnOutcome(applied=True, outgoing=outgoing)
+        successor = None
+        if item.successor is not None:
+            row = self.create(item.actor, item.successor.init, now)
+            successor = self.insert(item.actor, row.generation, item.successor.message, now)
+        readmitted = None if item.readmit is None else self.admit(item.readmit, now)
+        return TurnOutcome(
+            applied=True, outgoing=outgoing, successor=successor, readmitted=readmitted
+        )
 
     def attribute_statements(
         self,
@@ -238,6 +321,21 @@ def _touched(items: Iterable[WriteItem]) -> Iterator[ActorId]:
         yield item.actor
         if isinstance(item, TurnCommit):
             yield from (out.actor for out in item.outgoing)
+            if item.readmit is not None:
+                yield item.readmit.actor
+
+
+def _idempotency_keys(items: Iterable[WriteItem]) -> Iterator[tuple[ActorId, str]]:
+    for item in items:
+        if isinstance(item, Admit):
+            continue
+        for enqueue in [item] if isinstance(item, Enqueue) else item.outgoing:
+            if enqueue.message.idempotency_key is not None:
+                yield enqueue.actor, enqueue.message.idempotency_key
+
+
+def actor_params(actor: ActorId) -> tuple[str, str]:
+    return actor.entity, actor.key
 
 
 def _translate(exc: sqlite3.Error) -> StoreError:
@@ -344,7 +442,8 @@ class SQLiteStore:
             async with self._conn.execute("SELECT name, value FROM meta") as cursor:
                 meta = {name: int(value) for name, value in await cursor.fetchall()}
             rows = await self._rows(set(_touched(items)))
-            batch = _Batch(rows, meta["next_message_id"], meta["max_purged_generation"])
+            handled = await self._handled(set(_idempotency_keys(items)))
+            batch = _Batch(rows, handled, meta["next_message_id"], meta["max_purged_generation"])
             outcomes: list[WriteOutcome] = []
             for item in items:
                 if isinstance(item, Admit):
@@ -384,6 +483,27 @@ class SQLiteStore:
                     )
         return rows
 
+    async def _handled(self, keys: set[tuple[ActorId, str]]) -> dict[tuple[ActorId, str], _Handled]:
+        found: dict[tuple[ActorId, str], _Handled] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), _ROW_CHUNK):
+            chunk = ordered[start : start + _ROW_CHUNK]
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))
+            params = [part for actor, idem in chunk for part in (actor.entity, actor.key, idem)]
+            sql = (
+                f"SELECT {_MESSAGE_COLUMNS}, done, reply, reply_error, expires_at FROM messages"
+                f" WHERE (entity, key, idempotency_key) IN (VALUES {values})"
+            )
+            async with self._conn.execute(sql, params) as cursor:
+                for row in await cursor.fetchall():
+                    record = _message(row)
+                    done, reply, error, expires = row[10:]
+                    stored = StoredReply(reply=reply, error=error) if done else None
+                    actor = ActorId(entity=record.entity, key=record.key)
+                    idem = str(record.idempotency_key)
+                    found[(actor, idem)] = _Handled(record, stored, expires)
+        return found
+
     async def _apply(self, batch: _Batch, first_id: int) -> None:
         conn = self._conn
         if batch.reset_actors:
@@ -399,6 +519,8 @@ class SQLiteStore:
             await conn.executemany(_UPDATE_TURN, batch.updates.values())
         if batch.consumed:
             await conn.executemany("DELETE FROM messages WHERE id = ?", batch.consumed)
+        if batch.kept:
+            await conn.executemany(_KEEP_REPLY, batch.kept)
         if batch.inserts:
             await conn.executemany(_INSERT_MESSAGE, batch.inserts)
         upserts, removals = batch.attribute_statements()
@@ -448,36 +570,18 @@ class SQLiteStore:
         )
 
     async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
-        async with (
-            self._op(),
-            self._conn.execute(
-                "SELECT id, generation, kind, handler, payload, created_at FROM messages"
-                " WHERE entity = ? AND key = ? ORDER BY id",
-                (actor.entity, actor.key),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
-        return [
-            MessageRecord(
-                id=mid,
-                entity=actor.entity,
-                key=actor.key,
-                generation=gen,
-                kind=MessageKind(kind),
-                handler=handler,
-                payload=payload,
-                created_at=created,
-            )
-            for mid, gen, kind, handler, payload, created in rows
-        ]
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE entity = ? AND key = ? AND done = 0"
+        async with self._op(), self._conn.execute(f"{sql} ORDER BY id", actor_params(actor)) as c:
+            rows = await c.fetchall()
+        return [_message(row) for row in rows]
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
         start = (after.entity, after.key) if after else ("", "")
         async with (
             self._op(),
             self._conn.execute(
-                "SELECT DISTINCT entity, key FROM messages WHERE (entity, key) > (?, ?)"
-                " ORDER BY entity, key LIMIT ?",
+                "SELECT DISTINCT entity, key FROM messages"
+                " WHERE (entity, key) > (?, ?) AND done = 0 ORDER BY entity, key LIMIT ?",
                 (*start, limit),
             ) as cursor,
         ):
@@ -507,7 +611,14 @@ class SQLiteStore:
                     "UPDATE meta SET value = max(value, ?) WHERE name = 'max_purged_generation'",
                     (max(gen for _, _, gen in expired),),
                 )
-        return len(expired)
+            # Replies kept for idempotency keys whose window has passed.
+            async with self._conn.execute(
+                "DELETE FROM messages WHERE id IN"
+                " (SELECT id FROM messages WHERE expires_at <= ? LIMIT ?)",
+                (now, limit),
+            ) as cursor:
+                replies = cursor.rowcount
+        return len(expired) + max(replies, 0)
 
     async def close(self) -> None:
         async with self._lock:

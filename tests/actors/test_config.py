@@ -1,0 +1,39 @@
+"""RuntimeConfig and the virtual clock refuse nonsense with a clear error."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from actors import RuntimeConfig
+from actors.testing import VirtualClock
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_batch": 0}, "max_batch"),
+        ({"max_active": 0}, "max_active"),
+        ({"purge_batch": 0}, "purge_batch"),
+        ({"purge_interval": timedelta(0)}, "purge_interval"),
+        ({"close_timeout": timedelta(seconds=-1)}, "close_timeout"),
+        ({"ask_timeout": timedelta(0)}, "ask_timeout"),
+    ],
+)
+def test_runtime_config_refuses_values_out_of_range(options: dict[str, Any], message: str) -> None:
+    """Each bad option is named in the error."""
+    with pytest.raises(ValueError, match=message):
+        RuntimeConfig(**options)
+
+
+async def test_the_virtual_clock_only_moves_forward() -> None:
+    """advance() refuses a negative step; sleep(0) returns at once."""
+    clock = VirtualClock()
+    before = clock.now()
+    with pytest.raises(ValueError, match="forward"):
+        await clock.advance(timedelta(seconds=-1))
+    await clock.sleep(0)
+    await clock.advance(timedelta(seconds=5))
+    assert clock.now() == before + 5
