@@ -10,6 +10,7 @@ from actors._clock import Clock, SystemClock
 from actors._codec import NO_PAYLOAD
 from actors._config import RuntimeConfig
 from actors._context import Context
+from actors._duplicate import Duplicate
 from actors._entity import Entity, handler
 from actors._refs import ActorRef, StartHandle
 from actors._runtime import Runtime, RuntimeStatistics
@@ -20,6 +21,7 @@ from actors.errors import (
     ActorsError,
     AskTimeout,
     HandlerFailed,
+    IdempotencyConflict,
     InvalidEntity,
     InvalidKey,
     InvalidPayload,
@@ -41,8 +43,10 @@ __all__ = [
     "AttributeValue",
     "Clock",
     "Context",
+    "Duplicate",
     "Entity",
     "HandlerFailed",
+    "IdempotencyConflict",
     "InvalidEntity",
     "InvalidKey",
     "InvalidPayload",

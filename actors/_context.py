@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 from actors import _codec
 from actors._entity import Entity, EntitySpec
-from actors._registry import check_attribute_name, check_attributes
+from actors._registry import check_attribute_name, check_attributes, decode_attributes
 from persistence import (
     ActorInit,
     AttributeValue,
     Completion,
     Enqueue,
     MessageKind,
+    MessageRecord,
     NewMessage,
     Status,
+    Successor,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +34,20 @@ __all__ = ["Context"]
 
 E = TypeVar("E", bound=Entity)
 P = TypeVar("P")
+
+
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+ADOPT: Any = _Marker("ADOPT")
+"""A duplicate's reply: the actor's result, once it completes."""
+SUPERSEDE: Any = _Marker("SUPERSEDE")
+"""A duplicate's reply: the start reply of the generation it starts."""
 
 
 @final
@@ -47,20 +63,25 @@ class Context:
         generation: the actor's generation.
         message_id: the id of the message being handled.
         handler: the name of the handler running.
+        status: the actor's status as the turn began (``active``, or the terminal status of
+            an ended actor whose ``on_duplicate`` is handling a late duplicate).
     """
 
     __slots__ = (
         "_attributes",
         "_completion",
+        "_duplicate",
         "_outgoing",
         "_removed",
         "_rt",
         "_spec",
+        "_successor",
         "entity",
         "generation",
         "handler",
         "key",
         "message_id",
+        "status",
     )
 
     def __init__(
@@ -72,6 +93,8 @@ class Context:
         generation: int,
         message_id: int,
         handler: str,
+        status: Status,
+        duplicate: MessageRecord | None = None,
     ) -> None:
         self._rt = rt
         self._spec = spec
@@ -80,6 +103,9 @@ class Context:
         self.generation = generation
         self.message_id = message_id
         self.handler = handler
+        self.status = status
+        self._duplicate = duplicate
+        self._successor: Successor | None = None
         self._attributes: dict[str, AttributeValue] = {}
         self._removed: set[str] = set()
         self._outgoing: list[Enqueue] = []
@@ -133,6 +159,50 @@ class Context:
         else:
             info = error_info("Failure", str(error), self.handler)
         self._finish(Completion(status=Status.FAILED, error=info))
+
+    def reply_on_completion(self) -> Any:
+        """Return this from ``on_duplicate`` to adopt: reply with the actor's result.
+
+        The duplicate caller is answered when the actor completes (with its result) or fails
+        (with ``ActorFailed``); the mailbox is not blocked meanwhile. On an ended actor the
+        stored result answers at once.
+        """
+        return ADOPT
+
+    def supersede(self, payload: Any = _codec.NO_PAYLOAD) -> Any:
+        """Return this from ``on_duplicate`` to replace this generation by a new one.
+
+        When the turn commits, an active generation ends as ``superseded``, and generation
+        n+1 is created with the duplicate's payload (or ``payload``) as its start message, in
+        the same transaction: a concurrent start sees the old generation or the new one,
+        never neither. On an ended actor (e.g. to re-run a failed one) only the new
+        generation is created. The duplicate caller's reply is the new start's reply.
+
+        Raises:
+            RuntimeError: not called from ``on_duplicate``, or already ended in this turn.
+            InvalidPayload: ``payload`` does not fit the start handler.
+        """
+        duplicate = self._duplicate
+        if duplicate is None:
+            raise RuntimeError("supersede() is for on_duplicate, which handles a duplicate start")
+        data = duplicate.payload
+        if payload is not _codec.NO_PAYLOAD:
+            start = self._spec.handler(duplicate.handler)
+            what = f"payload of {self.entity}.{start.name}"
+            data, _ = _codec.check(payload, start.payload_type, what=what)
+        if self.status is Status.ACTIVE:
+            self._finish(Completion(status=Status.SUPERSEDED))
+        elif self._successor is not None:
+            raise RuntimeError(f"{self.entity}/{self.key} is already superseded in this turn")
+        self._successor = Successor(
+            init=ActorInit(
+                retention=self._spec.retention, attributes=decode_attributes(duplicate.meta)
+            ),
+            message=NewMessage(
+                kind=MessageKind.START, handler=duplicate.handler, payload=data, meta=duplicate.meta
+            ),
+        )
+        return SUPERSEDE
 
     def _finish(self, completion: Completion) -> None:
         if self._completion is not None:

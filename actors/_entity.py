@@ -7,6 +7,7 @@ later problem (a payload that does not fit, an unknown handler) is a clear error
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import typing
@@ -16,6 +17,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, TypeVar, overload
 
 from actors._codec import NO_PAYLOAD, _NoPayload
+from actors._duplicate import Duplicate
 from actors.errors import InvalidEntity, InvalidKey, UnknownHandler
 
 __all__ = ["Entity", "handler"]
@@ -38,6 +40,11 @@ class Entity:
     - ``result``: annotate it with the type of ``ctx.complete(...)``'s value; by default the
       start handler's return type.
     - ``retention``: how long a completed actor's record and result are kept (24 hours).
+
+    An entity may define ``async def on_duplicate(self, ctx, dup: Duplicate[P]) -> R``, its
+    duplicate policy: it runs in the owner's mailbox when a start of an existing key arrives
+    (also after completion, within retention), and what it returns is the duplicate caller's
+    reply. Without it the policy is *adopt*: the duplicate's reply is the actor's result.
 
     The runtime constructs instances without arguments; users never do.
     """
@@ -89,6 +96,7 @@ class EntitySpec:
     cls: type[Entity]
     handlers: dict[str, HandlerSpec]
     start_handler: HandlerSpec | None
+    on_duplicate: HandlerSpec | None
     state_type: Any  # None for a stateless entity
     result_type: Any
     retention: float
@@ -178,6 +186,7 @@ def entity_spec(cls: type[Entity]) -> EntitySpec:
                 f"entity {name!r}: its state type {state_type!r} must be constructible without "
                 f"arguments (give every field a default): {exc}"
             ) from exc
+    on_duplicate = _duplicate_spec(name, cls)
     result_type = hints.get("result", start.reply_type if start else Any)
     retention = cls.retention
     if not isinstance(retention, timedelta) or retention < timedelta(0):
@@ -189,13 +198,29 @@ def entity_spec(cls: type[Entity]) -> EntitySpec:
         cls=cls,
         handlers=handlers,
         start_handler=start,
+        on_duplicate=on_duplicate,
         state_type=state_type,
         result_type=result_type,
         retention=retention.total_seconds(),
     )
 
 
-def check_key(key: object) -> str:
+def _duplicate_spec(entity: str, cls: type[Entity]) -> HandlerSpec | None:
+    """The entity's ``on_duplicate`` policy, read like a handler whose payload is Duplicate[P]."""
+    fn = getattr(cls, "on_duplicate", None)
+    if fn is None:
+        return None
+    spec = _handler_spec(entity, "on_duplicate", fn, {})
+    origin = typing.get_origin(spec.payload_type) or spec.payload_type
+    if origin is not Duplicate:
+        raise InvalidEntity(
+            f"handler {entity}.on_duplicate must take (self, ctx, dup: Duplicate[Payload])"
+        )
+    args = typing.get_args(spec.payload_type)
+    return dataclasses.replace(spec, payload_type=args[0] if args else Any)
+
+
+def check_key(key: object, *, what: str = "an actor key") -> str:
     """``key`` if it can name an actor.
 
     Raises:

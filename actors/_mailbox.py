@@ -19,8 +19,9 @@ from anyio.abc import TaskGroup
 
 from actors import _codec
 from actors._activation import Activation, ActivationTable, Envelope
+from actors._context import SUPERSEDE
 from actors._future import Future
-from actors._turn import run_turn
+from actors._turn import READMIT, run_turn
 from actors._writer import Item, Request, Writer
 from actors.errors import ActorNotFound, ActorsError, RuntimeClosed, StorageError
 from persistence import (
@@ -28,6 +29,7 @@ from persistence import (
     AdmitOutcome,
     EnqueueOutcome,
     MessageRecord,
+    Status,
     StoreError,
     TurnOutcome,
     WriteOutcome,
@@ -54,18 +56,21 @@ class Dispatcher:
         self.activations = activations
         self.drivers: TaskGroup | None = None
         self.accepting_turns = True
-        self._waiters: defaultdict[tuple[ActorId, int], list[Future[None]]] = defaultdict(list)
+        self._waiters: defaultdict[tuple[ActorId, int], list[Future[Status]]] = defaultdict(list)
+        # Callers that repeated an idempotency key while its message was still unhandled.
+        self._followers: defaultdict[int, list[Future[Any]]] = defaultdict(list)
         self.turns = 0
+        self.activated = 0
 
     # -- completion waiters ------------------------------------------------------------
 
-    def watch(self, actor: ActorId, generation: int) -> Future[None]:
-        """A future set when ``actor``'s ``generation`` commits a completion."""
-        future: Future[None] = Future()
+    def watch(self, actor: ActorId, generation: int) -> Future[Status]:
+        """A future set to the status with which ``actor``'s ``generation`` ends."""
+        future: Future[Status] = Future()
         self._waiters[(actor, generation)].append(future)
         return future
 
-    def unwatch(self, actor: ActorId, generation: int, future: Future[None]) -> None:
+    def unwatch(self, actor: ActorId, generation: int, future: Future[Status]) -> None:
         waiters = self._waiters.get((actor, generation))
         if waiters is not None:
             if future in waiters:
@@ -81,6 +86,7 @@ class Dispatcher:
         act = self.activations.get(actor, self._rt._specs[record.entity])
         if created and act.idle:
             act.fresh(record.generation)
+            self.activated += 1
         act.mailbox.append(Envelope(record, reply))
         self._drive_soon(act)
 
@@ -153,6 +159,7 @@ class Dispatcher:
                     reply.fail(exc)
             return
         act.instance = instance
+        self.activated += 1
         act.generation = record.generation
         act.status = record.status
         act.state_bytes = record.state
@@ -177,19 +184,41 @@ class Dispatcher:
             item.accepted.set(outcome)
             if outcome.message is not None:
                 self.deliver(outcome.message, item.reply, outcome.created)
+            elif (
+                isinstance(outcome, EnqueueOutcome)
+                and outcome.repeat_of is not None
+                and outcome.stored_reply is None
+                and item.reply is not None
+            ):
+                self._followers[outcome.repeat_of.id].append(item.reply)
             return
         assert isinstance(outcome, TurnOutcome)
         act = item.activation
         act.committed()
         reply = item.envelope.reply
+        followers = self._followers.pop(item.envelope.record.id, [])
         if not outcome.applied:
             self._gone(item.envelope, act.id)
+            for follower in followers:
+                follower.fail(ActorNotFound(f"actor {act.id} generation gone"))
             return
-        if reply is not None:
-            if item.error is not None:
-                reply.fail(item.error)
-            else:
-                reply.set(item.reply)
+        if outcome.successor is not None:
+            # The duplicate that superseded this generation is the new one's creator.
+            self.deliver(outcome.successor, reply, created=True)
+        elif item.reply is READMIT and outcome.readmitted is not None:
+            readmitted = outcome.readmitted
+            if readmitted.message is not None:
+                self.deliver(readmitted.message, reply, readmitted.created)
+            elif reply is not None:
+                self._rt._settle(reply, act.spec, act.id, readmitted)
+        elif item.reply is not SUPERSEDE:
+            for waiting in (reply, *followers):
+                if waiting is None:
+                    continue
+                if item.error is not None:
+                    waiting.fail(item.error)
+                else:
+                    waiting.set(item.reply)
         for enqueue, sent in zip(item.commit.outgoing, outcome.outgoing, strict=True):
             if sent.message is not None:
                 self.deliver(sent.message, None, sent.created)
@@ -211,7 +240,7 @@ class Dispatcher:
                 status=item.commit.completion.status.value,
             )
             for waiter in self._waiters.pop((act.id, item.commit.generation), ()):
-                waiter.set(None)
+                waiter.set(item.commit.completion.status)
 
     def failed(self, items: Sequence[Item], error: StoreError) -> None:
         failure = storage_error(error)
@@ -234,7 +263,8 @@ class Dispatcher:
             for envelope in (*act.in_flight, *act.mailbox):
                 if envelope.reply is not None:
                     envelope.reply.fail(closed)
-        for waiters in self._waiters.values():
+        for waiters in (*self._waiters.values(), *self._followers.values()):
             for waiter in waiters:
-                waiter.fail(RuntimeClosed("the runtime closed before the actor completed"))
+                waiter.fail(RuntimeClosed("the runtime closed before the answer was ready"))
         self._waiters.clear()
+        self._followers.clear()

@@ -88,6 +88,7 @@ class ActorRef(Generic[E]):
         /,
         *,
         timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> R: ...
     @overload
     async def ask(
@@ -97,10 +98,17 @@ class ActorRef(Generic[E]):
         /,
         *,
         timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> R: ...
     @overload
     async def ask(
-        self, handler: str, payload: Any = ..., /, *, timeout: timedelta | None = None
+        self,
+        handler: str,
+        payload: Any = ...,
+        /,
+        *,
+        timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> Any: ...
     async def ask(
         self,
@@ -109,6 +117,7 @@ class ActorRef(Generic[E]):
         /,
         *,
         timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Send a request and wait for the handler's reply.
 
@@ -116,6 +125,9 @@ class ActorRef(Generic[E]):
             handler: the handler, as a method (``Counter.add``) or its name.
             payload: the handler's payload; omitted for handlers that take none.
             timeout: how long to wait for the reply (default: the runtime's ``ask_timeout``).
+            idempotency_key: makes the request once-only for this actor: a repeat with the same
+                key within the entity's retention window gets the first one's reply (waiting
+                for it if it is still being handled) and runs nothing.
 
         Returns:
             The handler's return value, decoded as its declared return type.
@@ -126,30 +138,68 @@ class ActorRef(Generic[E]):
             ActorCompleted: the actor's generation has ended.
             ActorNotFound: this ref's generation is gone.
             HandlerFailed: the handler raised.
+            IdempotencyConflict: the key was used before with another handler or payload.
             AskTimeout: no reply in time (the message stays accepted).
             StorageError: the store failed to accept the message.
             RuntimeClosed: the runtime is closed.
         """
         spec, name, data = self._message(handler, payload)
-        return await self._rt._ask(self, spec, name, data, timeout)
+        return await self._rt._ask(self, spec, name, data, timeout, idempotency_key)
 
-    @overload
-    async def tell(self, handler: Callable[[E, Context], Awaitable[Any]], /) -> None: ...
     @overload
     async def tell(
-        self, handler: Callable[[E, Context, P], Awaitable[Any]], payload: P, /
+        self,
+        handler: Callable[[E, Context], Awaitable[Any]],
+        /,
+        *,
+        idempotency_key: str | None = None,
     ) -> None: ...
     @overload
-    async def tell(self, handler: str, payload: Any = ..., /) -> None: ...
-    async def tell(self, handler: Any, payload: Any = _codec.NO_PAYLOAD, /) -> None:
+    async def tell(
+        self,
+        handler: Callable[[E, Context, P], Awaitable[Any]],
+        payload: P,
+        /,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None: ...
+    @overload
+    async def tell(
+        self, handler: str, payload: Any = ..., /, *, idempotency_key: str | None = None
+    ) -> None: ...
+    async def tell(
+        self,
+        handler: Any,
+        payload: Any = _codec.NO_PAYLOAD,
+        /,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
         """Send a one-way message; returns once it is durably accepted.
 
+        With ``idempotency_key``, a repeat within the retention window is accepted without
+        being stored again.
+
         Raises:
-            UnknownHandler, InvalidPayload, ActorCompleted, ActorNotFound, StorageError,
-            RuntimeClosed: as for :meth:`ask`.
+            UnknownHandler, InvalidPayload, ActorCompleted, ActorNotFound, IdempotencyConflict,
+            StorageError, RuntimeClosed: as for :meth:`ask`.
         """
         spec, name, data = self._message(handler, payload)
-        await self._rt._tell(self, spec, name, data)
+        await self._rt._tell(self, spec, name, data, idempotency_key)
+
+    async def cancel(self, reason: str = "") -> bool:
+        """End the actor's active generation as ``cancelled``, in mailbox order.
+
+        The cancel is a message: turns already queued run first. Waiters on ``result()`` and
+        adopting duplicates then get ``ActorCompleted`` with status ``cancelled``.
+
+        Returns:
+            ``True`` if this cancel ended the actor, ``False`` if it had already ended.
+
+        Raises:
+            ActorNotFound: no such actor, or not this generation.
+        """
+        return await self._rt._cancel(self, reason)
 
     async def status(self) -> Status:
         """The actor's durable status (``Status`` compares equal to its string value).

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
+import msgspec
+
 from persistence import AttributeValue
 
 MAX_ATTRIBUTES = 64
@@ -58,3 +60,25 @@ def check_attributes(values: Mapping[str, object]) -> dict[str, AttributeValue]:
             )
         checked[name] = value
     return checked
+
+
+def encode_attributes(values: Mapping[str, AttributeValue]) -> bytes:
+    """Checked attributes as bytes that keep each value's type (for a duplicate's metadata)."""
+    tagged = {
+        name: ["datetime", value.isoformat()]
+        if isinstance(value, datetime)
+        else [type(value).__name__, value]
+        for name, value in values.items()
+    }
+    return msgspec.json.encode(tagged)
+
+
+def decode_attributes(data: bytes | None) -> dict[str, AttributeValue]:
+    """The attributes :func:`encode_attributes` wrote."""
+    if not data:
+        return {}
+    tagged: dict[str, tuple[str, str | int | float | bool]] = msgspec.json.decode(data)
+    return {
+        name: datetime.fromisoformat(str(value)) if tag == "datetime" else value
+        for name, (tag, value) in tagged.items()
+    }

@@ -7,11 +7,13 @@ the last shutdown (or crash) is back in its actor's mailbox.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar, final, overload
+from typing import Any, Protocol, TypeVar, final, overload
 
 import anyio
 import structlog
@@ -20,20 +22,21 @@ from actors import _codec
 from actors._activation import ActivationTable
 from actors._clock import Clock, SystemClock
 from actors._config import RuntimeConfig
-from actors._context import Context, read_error_info
+from actors._context import ADOPT, Context, read_error_info
 from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
 from actors._mailbox import Dispatcher, storage_error
 from actors._refs import ActorRef, StartHandle
-from actors._registry import check_attributes
+from actors._registry import check_attributes, encode_attributes
 from actors._timers import purge_loop
-from actors._turn import ADOPT
 from actors._writer import Request, Writer
 from actors.errors import (
     ActorCompleted,
     ActorFailed,
     ActorNotFound,
     AskTimeout,
+    HandlerFailed,
+    IdempotencyConflict,
     InvalidEntity,
     InvalidPayload,
     RuntimeClosed,
@@ -65,6 +68,20 @@ R = TypeVar("R")
 log = structlog.get_logger("actors.runtime")
 _RECOVERY_PAGE = 500
 _MAX_RETENTION = timedelta(days=3650)
+_NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Ended(Protocol):
+    """What a stored, ended generation tells: an ActorRecord or an AdmitOutcome."""
+
+    @property
+    def generation(self) -> int: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def result(self) -> bytes | None: ...
+    @property
+    def error(self) -> bytes | None: ...
 
 
 @final
@@ -74,12 +91,14 @@ class RuntimeStatistics:
 
     Attributes:
         activations: actors currently held in memory.
+        activated: activations created since the runtime opened (fresh or loaded).
         turns: turns run since the runtime opened.
         commits: write transactions committed since the runtime opened.
         committed_items: admissions, enqueues and turns those transactions carried.
     """
 
     activations: int
+    activated: int
     turns: int
     commits: int
     committed_items: int
@@ -111,6 +130,7 @@ class Runtime:
         entities: Iterable[type[Entity]],
         clock: Clock | None = None,
         config: RuntimeConfig | None = None,
+        namespace: str | None = None,
     ) -> AsyncIterator[Runtime]:
         """Open a runtime on ``store`` for ``entities``; close it by leaving the block.
 
@@ -120,14 +140,23 @@ class Runtime:
             entities: the Entity subclasses this runtime hosts.
             clock: the source of time (default: the system clock).
             config: tunables (default: ``RuntimeConfig()``).
+            namespace: a tenant prefix for every entity name (``acme`` stores ``payment``
+                actors as ``acme:payment``), so tenants sharing a store never share keys.
 
         Raises:
             InvalidEntity: an entity class cannot be registered, or two share a name.
             InvalidStoreUrl, StoreUnavailable, SchemaTooNew: the store cannot be opened.
         """
+        if namespace is not None and not _NAMESPACE.match(namespace):
+            raise ValueError(
+                "namespace must be letters, digits, '_', '.' or '-' starting with a letter "
+                f"(at most 64 characters), got {namespace!r}"
+            )
         specs: dict[str, EntitySpec] = {}
         for entity in entities:
             spec = entity_spec(entity)
+            if namespace is not None:
+                spec = dataclasses.replace(spec, name=f"{namespace}:{spec.name}")
             if spec.name in specs and specs[spec.name].cls is not entity:
                 raise InvalidEntity(
                     f"entity name {spec.name!r} is used by both {specs[spec.name].cls.__qualname__}"
@@ -215,6 +244,7 @@ class Runtime:
         """A snapshot of the runtime's counters."""
         return RuntimeStatistics(
             activations=len(self._dispatcher.activations),
+            activated=self._dispatcher.activated,
             turns=self._dispatcher.turns,
             commits=self._writer.batches,
             committed_items=self._writer.items,
@@ -322,12 +352,16 @@ class Runtime:
                 raise ValueError(f"retention must be between 0 and 3650 days, got {retention}")
             keep = retention.total_seconds()
         reply: Future[Any] = Future()
+        message = NewMessage(
+            kind=MessageKind.START, handler=name, payload=data, meta=encode_attributes(attrs)
+        )
         outcome = await self._request(
             Request(
                 item=Admit(
                     actor=actor._id,
-                    message=NewMessage(kind=MessageKind.START, handler=name, payload=data),
+                    message=message,
                     init=ActorInit(retention=keep, attributes=attrs),
+                    to_terminal=spec.on_duplicate is not None,
                 ),
                 accepted=Future(),
                 reply=reply,
@@ -336,15 +370,7 @@ class Runtime:
         assert isinstance(outcome, AdmitOutcome)
         if outcome.message is None:
             # Completed within its retention window: answer from the stored record.
-            self._settle(
-                reply,
-                spec,
-                actor._id,
-                outcome.generation,
-                outcome.status,
-                outcome.result,
-                outcome.error,
-            )
+            self._settle(reply, spec, actor._id, outcome)
         bound = ActorRef[E](self, spec, actor.key, outcome.generation)
         return StartHandle(self, bound, outcome.created, reply)
 
@@ -361,13 +387,25 @@ class Runtime:
         return outcome
 
     def _enqueue(
-        self, ref: ActorRef[Any], spec: EntitySpec, kind: MessageKind, name: str, data: bytes
+        self,
+        ref: ActorRef[Any],
+        spec: EntitySpec,
+        kind: MessageKind,
+        name: str,
+        data: bytes,
+        idempotency_key: str | None = None,
+        *,
+        create: bool = True,
     ) -> Enqueue:
+        if idempotency_key is not None:
+            check_key(idempotency_key, what="an idempotency key")
         return Enqueue(
             actor=ref._id,
-            message=NewMessage(kind=kind, handler=name, payload=data),
+            message=NewMessage(
+                kind=kind, handler=name, payload=data, idempotency_key=idempotency_key
+            ),
             generation=ref.generation,
-            init=ActorInit(retention=spec.retention) if ref.generation is None else None,
+            init=ActorInit(retention=spec.retention) if create and ref.generation is None else None,
         )
 
     def _rejected(self, ref: ActorRef[Any], outcome: EnqueueOutcome) -> Exception:
@@ -382,6 +420,52 @@ class Runtime:
             status=outcome.status.value,
         )
 
+    def _repeat(
+        self, ref: ActorRef[Any], spec: EntitySpec, name: str, data: bytes, outcome: EnqueueOutcome
+    ) -> Future[Any] | None:
+        """For a repeated idempotency key: its stored answer (``None`` while pending).
+
+        Raises:
+            IdempotencyConflict: the key was first used for another handler or payload.
+        """
+        first = outcome.repeat_of
+        assert first is not None
+        if (first.handler, first.payload) != (name, data):
+            difference = (
+                f"handler {first.handler!r}" if first.handler != name else "a different payload"
+            )
+            raise IdempotencyConflict(
+                entity=ref.entity,
+                key=ref.key,
+                idempotency_key=str(first.idempotency_key),
+                difference=difference,
+            )
+        stored = outcome.stored_reply
+        if stored is None:
+            return None
+        answer: Future[Any] = Future()
+        if stored.error is not None:
+            error_type, message = read_error_info(stored.error)
+            answer.fail(
+                HandlerFailed(
+                    entity=ref.entity,
+                    key=ref.key,
+                    generation=outcome.generation,
+                    handler=name,
+                    error_type=error_type,
+                    error_message=message,
+                )
+            )
+            return answer
+        what = f"stored reply of {spec.name}.{name}"
+        try:
+            answer.set(
+                _codec.decode(stored.reply or b"null", spec.handler(name).reply_type, what=what)
+            )
+        except InvalidPayload as exc:
+            answer.fail(exc)
+        return answer
+
     async def _ask(
         self,
         ref: ActorRef[Any],
@@ -389,28 +473,59 @@ class Runtime:
         name: str,
         data: bytes,
         timeout: timedelta | None,
+        idempotency_key: str | None,
     ) -> Any:
         reply: Future[Any] = Future()
         request = Request(
-            item=self._enqueue(ref, spec, MessageKind.REQUEST, name, data),
+            item=self._enqueue(ref, spec, MessageKind.REQUEST, name, data, idempotency_key),
             accepted=Future(),
             reply=reply,
         )
         with self._deadline(ref, name, timeout):
             outcome = await self._request(request)
             assert isinstance(outcome, EnqueueOutcome)
-            if outcome.message is None:
+            if outcome.repeat_of is not None:
+                # A repeat: the stored reply, or the first message's once it is handled.
+                reply = self._repeat(ref, spec, name, data, outcome) or reply
+            elif outcome.message is None:
                 raise self._rejected(ref, outcome)
             return await reply.wait()
 
-    async def _tell(self, ref: ActorRef[Any], spec: EntitySpec, name: str, data: bytes) -> None:
+    async def _tell(
+        self,
+        ref: ActorRef[Any],
+        spec: EntitySpec,
+        name: str,
+        data: bytes,
+        idempotency_key: str | None,
+    ) -> None:
         request = Request(
-            item=self._enqueue(ref, spec, MessageKind.TELL, name, data), accepted=Future()
+            item=self._enqueue(ref, spec, MessageKind.TELL, name, data, idempotency_key),
+            accepted=Future(),
+        )
+        outcome = await self._request(request)
+        assert isinstance(outcome, EnqueueOutcome)
+        if outcome.repeat_of is not None:
+            self._repeat(ref, spec, name, data, outcome)
+        elif outcome.message is None:
+            raise self._rejected(ref, outcome)
+
+    async def _cancel(self, ref: ActorRef[Any], reason: str) -> bool:
+        data = _codec.encode(reason, what="cancel reason", expected=str)
+        reply: Future[Any] = Future()
+        request = Request(
+            item=self._enqueue(ref, ref._spec, MessageKind.CANCEL, "cancel", data, create=False),
+            accepted=Future(),
+            reply=reply,
         )
         outcome = await self._request(request)
         assert isinstance(outcome, EnqueueOutcome)
         if outcome.message is None:
-            raise self._rejected(ref, outcome)
+            if outcome.status is None or outcome.status is Status.ACTIVE:
+                raise self._rejected(ref, outcome)
+            return False  # it had already ended
+        cancelled: bool = await reply.wait()
+        return cancelled
 
     def _deadline(
         self, ref: ActorRef[Any], what: str, timeout: timedelta | None
@@ -442,33 +557,29 @@ class Runtime:
                 try:
                     record = await self._record(bound)  # it may have completed meanwhile
                     if record.status is Status.ACTIVE:
-                        await done.wait()
+                        if await done.wait() is Status.SUPERSEDED:
+                            # Its record is now the next generation's: report the ending.
+                            raise ActorCompleted(
+                                entity=ref.entity,
+                                key=ref.key,
+                                generation=record.generation,
+                                status=Status.SUPERSEDED.value,
+                            )
                         record = await self._record(bound)
                 finally:
                     self._dispatcher.unwatch(ref._id, bound.generation or 0, done)
             reply: Future[Any] = Future()
-            self._settle(
-                reply,
-                ref._spec,
-                ref._id,
-                record.generation,
-                record.status,
-                record.result,
-                record.error,
-            )
+            self._settle(reply, ref._spec, ref._id, record)
             return await reply.wait()
 
-    def _settle(
-        self,
-        reply: Future[Any],
-        spec: EntitySpec,
-        actor: ActorId,
-        generation: int,
-        status: Status,
-        result: bytes | None,
-        error: bytes | None,
-    ) -> None:
+    def _settle(self, reply: Future[Any], spec: EntitySpec, actor: ActorId, ended: _Ended) -> None:
         """Answer ``reply`` from a terminal actor's stored result or error."""
+        generation, status, result, error = (
+            ended.generation,
+            ended.status,
+            ended.result,
+            ended.error,
+        )
         if status is Status.COMPLETED:
             try:
                 reply.set(

@@ -6,30 +6,37 @@ commits it and only then releases the reply and the outgoing messages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from actors import _codec
 from actors._activation import Activation, Envelope
-from actors._context import Context, error_info
+from actors._context import ADOPT, SUPERSEDE, Context, _Marker, error_info
+from actors._duplicate import Duplicate
+from actors._entity import HandlerSpec
+from actors._registry import decode_attributes
 from actors.errors import ActorCompleted, ActorsError, HandlerFailed
-from persistence import Completion, MessageKind, Status, TurnCommit
+from persistence import (
+    ActorInit,
+    Admit,
+    Completion,
+    MessageKind,
+    NewMessage,
+    Status,
+    StoredReply,
+    TurnCommit,
+)
 
 if TYPE_CHECKING:
     from actors._runtime import Runtime
 
 log = structlog.get_logger("actors.turn")
 
-
-class _Adopt:
-    def __repr__(self) -> str:
-        return "ADOPT"
-
-
-ADOPT: Any = _Adopt()
-"""The reply that means "your reply is the actor's result, once it completes"."""
+READMIT: Any = _Marker("READMIT")
+"""A duplicate's reply: whatever the re-admission to the current generation decides."""
 
 
 @dataclass(slots=True, eq=False)
@@ -44,59 +51,89 @@ class TurnResult:
     error: ActorsError | None = None
 
 
-def _consume_only(
-    act: Activation, env: Envelope, error: ActorsError | None, reply: Any = None
+def _result(
+    act: Activation,
+    env: Envelope,
+    commit: TurnCommit | None = None,
+    *,
+    reply: Any = None,
+    error: ActorsError | None = None,
 ) -> TurnResult:
-    commit = TurnCommit(actor=act.id, generation=act.generation, consumed=env.record.id)
+    if commit is None:
+        commit = TurnCommit(actor=act.id, generation=act.generation, consumed=env.record.id)
     return TurnResult(commit, act, act.incarnation, env, reply=reply, error=error)
 
 
 async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
     """Handle ``env`` on ``act`` (loaded, same generation) and describe what to commit."""
     record = env.record
-    assert act.instance is not None  # the driver loads the activation first
+    spec = act.spec
+    if record.kind is MessageKind.CANCEL:
+        return _cancel(act, env)
+    if record.kind is MessageKind.DUPLICATE:
+        if act.status is Status.SUPERSEDED:
+            return _forward(act, env)
+        if spec.on_duplicate is None:
+            # The default policy (adopt): the duplicate's reply is the actor's result.
+            return _result(act, env, reply=ADOPT)
+        return await _handle(rt, act, env, spec.on_duplicate)
     if act.status is not Status.ACTIVE:
-        if record.kind is MessageKind.DUPLICATE:
-            return _consume_only(act, env, None, ADOPT)
         error = ActorCompleted(
             entity=act.id.entity, key=act.id.key, generation=act.generation, status=str(act.status)
         )
-        return _consume_only(act, env, error)
-    if record.kind is MessageKind.DUPLICATE:
-        # The default duplicate policy (adopt): the duplicate's reply is the actor's result.
-        return _consume_only(act, env, None, ADOPT)
-    ctx: Context | None = None
+        return _result(act, env, error=error)
     try:
-        spec = act.spec.handler(record.handler)
-        if spec.takes_payload:
-            what = f"payload of {act.spec.name}.{spec.name}"
-            args: tuple[Any, ...] = (_codec.decode(record.payload, spec.payload_type, what=what),)
-        else:
-            args = ()
-        ctx = Context(
-            rt,
-            act.spec,
-            key=act.id.key,
-            generation=act.generation,
-            message_id=record.id,
-            handler=spec.name,
-        )
+        handler = spec.handler(record.handler)
+    except ActorsError as exc:
+        return _failed(act, env, record.handler, exc)
+    return await _handle(rt, act, env, handler)
+
+
+async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerSpec) -> TurnResult:
+    record = env.record
+    assert act.instance is not None  # loaded by the driver
+    assert act.status is not None
+    duplicate = record if record.kind is MessageKind.DUPLICATE else None
+    ctx = Context(
+        rt,
+        act.spec,
+        key=act.id.key,
+        generation=act.generation,
+        message_id=record.id,
+        handler=handler.name,
+        status=act.status,
+        duplicate=duplicate,
+    )
+    what = f"{act.spec.name}.{handler.name}"
+    try:
+        args: tuple[Any, ...] = ()
+        if handler.takes_payload:
+            payload = _codec.decode(record.payload, handler.payload_type, what=f"payload of {what}")
+            if duplicate is not None:
+                payload = Duplicate(
+                    payload=payload,
+                    attributes=decode_attributes(record.meta),
+                    message_id=record.id,
+                    received_at=datetime.fromtimestamp(record.created_at, UTC),
+                )
+            args = (payload,)
         with structlog.contextvars.bound_contextvars(
             entity=act.id.entity, key=act.id.key, generation=act.generation, message_id=record.id
         ):
-            value = await spec.fn(act.instance, ctx, *args)
-        _, reply = _codec.check(
-            value, spec.reply_type, what=f"reply of {act.spec.name}.{spec.name}"
-        )
+            value = await handler.fn(act.instance, ctx, *args)
+        if value is ADOPT or value is SUPERSEDE:
+            data, reply = None, value
+        else:
+            data, reply = _codec.check(value, handler.reply_type, what=f"reply of {what}")
         state = None
         if act.spec.state_type is not None:
-            what = f"state of {act.spec.name}/{act.id.key}"
-            data = _codec.encode(act.instance.state, what=what, expected=act.spec.state_type)
-            if data != act.state_bytes:
-                _codec.decode(data, act.spec.state_type, what=what)
-                state = data
+            where = f"state of {act.spec.name}/{act.id.key}"
+            encoded = _codec.encode(act.instance.state, what=where, expected=act.spec.state_type)
+            if encoded != act.state_bytes:
+                _codec.decode(encoded, act.spec.state_type, what=where)
+                state = encoded
     except Exception as exc:
-        return _failed(act, env, exc)
+        return _failed(act, env, handler.name, exc)
     if state is not None:
         act.state_bytes = state
     completion = ctx._completion
@@ -111,6 +148,8 @@ async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
         remove_attributes=tuple(ctx._removed),
         outgoing=tuple(ctx._outgoing),
         completion=completion,
+        reply=None if record.idempotency_key is None else StoredReply(reply=data),
+        successor=ctx._successor,
     )
     log.debug(
         "turn_handled",
@@ -118,13 +157,46 @@ async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
         key=act.id.key,
         generation=act.generation,
         message_id=record.id,
-        handler=record.handler,
+        handler=handler.name,
         completed=None if completion is None else completion.status.value,
     )
-    return TurnResult(commit, act, act.incarnation, env, reply=reply)
+    return _result(act, env, commit, reply=reply)
 
 
-def _failed(act: Activation, env: Envelope, exc: Exception) -> TurnResult:
+def _cancel(act: Activation, env: Envelope) -> TurnResult:
+    """A cancel ends an active generation as ``cancelled``; on an ended one it does nothing."""
+    if act.status is not Status.ACTIVE:
+        return _result(act, env, reply=False)
+    reason = _codec.decode(env.record.payload, str, what="cancel reason")
+    completion = Completion(
+        status=Status.CANCELLED, error=error_info("Cancelled", reason, "cancel")
+    )
+    act.status = Status.CANCELLED
+    commit = TurnCommit(
+        actor=act.id, generation=act.generation, consumed=env.record.id, completion=completion
+    )
+    return _result(act, env, commit, reply=True)
+
+
+def _forward(act: Activation, env: Envelope) -> TurnResult:
+    """A duplicate that reached a superseded generation goes to the current one instead."""
+    record = env.record
+    message = NewMessage(
+        kind=MessageKind.START, handler=record.handler, payload=record.payload, meta=record.meta
+    )
+    readmit = Admit(
+        actor=act.id,
+        message=message,
+        init=ActorInit(retention=act.spec.retention, attributes=decode_attributes(record.meta)),
+        to_terminal=act.spec.on_duplicate is not None,
+    )
+    commit = TurnCommit(
+        actor=act.id, generation=act.generation, consumed=record.id, readmit=readmit
+    )
+    return _result(act, env, commit, reply=READMIT)
+
+
+def _failed(act: Activation, env: Envelope, handler: str, exc: Exception) -> TurnResult:
     """A turn that raised: nothing it did is kept, except that a failed start fails the actor."""
     record = env.record
     assert act.instance is not None
@@ -145,7 +217,7 @@ def _failed(act: Activation, env: Envelope, exc: Exception) -> TurnResult:
         key=act.id.key,
         generation=act.generation,
         message_id=record.id,
-        handler=record.handler,
+        handler=handler,
         error_type=error_type,
         error=message,
     )
@@ -153,19 +225,17 @@ def _failed(act: Activation, env: Envelope, exc: Exception) -> TurnResult:
         entity=act.id.entity,
         key=act.id.key,
         generation=act.generation,
-        handler=record.handler,
+        handler=handler,
         error_type=error_type,
         error_message=message,
     )
-    completion = None
-    if record.kind is MessageKind.START:
+    info = error_info(error_type, message, handler)
+    commit = TurnCommit(actor=act.id, generation=act.generation, consumed=record.id)
+    if record.idempotency_key is not None:
+        commit = replace(commit, reply=StoredReply(error=info))
+    if record.kind is MessageKind.START and act.status is Status.ACTIVE:
         # The start message is the actor's job: if it raises, the actor has failed, and
         # duplicates waiting to adopt its result get the error instead of waiting forever.
-        completion = Completion(
-            status=Status.FAILED, error=error_info(error_type, message, record.handler)
-        )
+        commit = replace(commit, completion=Completion(status=Status.FAILED, error=info))
         act.status = Status.FAILED
-    commit = TurnCommit(
-        actor=act.id, generation=act.generation, consumed=record.id, completion=completion
-    )
-    return TurnResult(commit, act, act.incarnation, env, error=failure)
+    return _result(act, env, commit, error=failure)

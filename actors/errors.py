@@ -12,6 +12,7 @@ Tree::
     ├── ActorCompleted                     the actor's generation has ended; no new work
     ├── ActorFailed                        result() of an actor that ended as failed
     ├── HandlerFailed                      a handler raised; its turn changed nothing
+    ├── IdempotencyConflict (ValueError)   an idempotency key reused for another message
     ├── AskTimeout          (TimeoutError) no reply in time; the message stays accepted
     ├── StorageError                       the store failed; see __cause__
     └── RuntimeClosed                      the runtime is closed or closing
@@ -29,6 +30,7 @@ __all__ = [
     "ActorsError",
     "AskTimeout",
     "HandlerFailed",
+    "IdempotencyConflict",
     "InvalidEntity",
     "InvalidKey",
     "InvalidPayload",
@@ -191,3 +193,24 @@ class StorageError(ActorsError):
 
 class RuntimeClosed(ActorsError):
     """The runtime is closed or closing; the call was not accepted (or its reply is lost)."""
+
+
+class IdempotencyConflict(ActorsError, ValueError):
+    """An idempotency key was used again with another handler or payload.
+
+    Nothing was stored: a repeat must be the same message, or it is a different request that
+    needs a key of its own.
+
+    Attributes:
+        entity, key: the actor.
+        idempotency_key: the key that was reused.
+    """
+
+    def __init__(self, *, entity: str, key: str, idempotency_key: str, difference: str) -> None:
+        super().__init__(
+            f"idempotency key {idempotency_key!r} of {entity}/{key} was already used with "
+            f"{difference}"
+        )
+        self.entity = entity
+        self.key = key
+        self.idempotency_key = idempotency_key
