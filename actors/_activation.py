@@ -19,6 +19,16 @@ from actors._future import Future
 from persistence import ActorId, MessageRecord, Status
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a generation ended, as committed: what its adopters and waiters are told."""
+
+    generation: int
+    status: Status
+    result: bytes | None
+    error: bytes | None
+
+
 @dataclass(slots=True, eq=False)
 class Envelope:
     """A committed message and, if someone waits for its reply, where the reply goes."""
@@ -42,6 +52,9 @@ class Activation:
     mailbox: deque[Envelope] = field(default_factory=deque)
     in_flight: deque[Envelope] = field(default_factory=deque)
     flushed: anyio.Event | None = None
+    # The committed end of the current generation (the in-memory ``status`` may run ahead
+    # of commits, because turns are pipelined).
+    ended: Ending | None = None
 
     @property
     def idle(self) -> bool:
@@ -54,6 +67,7 @@ class Activation:
         self.generation = generation
         self.status = Status.ACTIVE
         self.state_bytes = None
+        self.ended = None
         self.loaded = True
 
     def requeue(self, envelope: Envelope) -> None:

@@ -18,16 +18,17 @@ import structlog
 from anyio.abc import TaskGroup
 
 from actors import _codec
-from actors._activation import Activation, ActivationTable, Envelope
-from actors._context import SUPERSEDE
+from actors._activation import Activation, ActivationTable, Ending, Envelope
+from actors._context import ADOPT, SUPERSEDE
 from actors._future import Future
-from actors._turn import READMIT, run_turn
+from actors._turn import READMIT, forward, run_turn
 from actors._writer import Item, Request, Writer
 from actors.errors import ActorNotFound, ActorsError, RuntimeClosed, StorageError
 from persistence import (
     ActorId,
     AdmitOutcome,
     EnqueueOutcome,
+    MessageKind,
     MessageRecord,
     Status,
     StoreError,
@@ -57,6 +58,8 @@ class Dispatcher:
         self.drivers: TaskGroup | None = None
         self.accepting_turns = True
         self._waiters: defaultdict[tuple[ActorId, int], list[Future[Status]]] = defaultdict(list)
+        # Duplicate callers adopting a generation's result, answered when it ends.
+        self._adopters: defaultdict[tuple[ActorId, int], list[Future[Any]]] = defaultdict(list)
         # Callers that repeated an idempotency key while its message was still unhandled.
         self._followers: defaultdict[int, list[Future[Any]]] = defaultdict(list)
         self.turns = 0
@@ -107,12 +110,17 @@ class Dispatcher:
                     await self._load(act)
                     continue
                 envelope = act.mailbox.popleft()
-                if envelope.record.generation < act.generation:
+                incarnation = act.incarnation
+                if envelope.record.generation == act.generation:
+                    result = await run_turn(self._rt, act, envelope)
+                elif envelope.record.kind is MessageKind.DUPLICATE:
+                    # Admitted just before its generation was replaced: it goes on to the
+                    # current one, like a start that arrived a moment later.
+                    result = forward(act, envelope)
+                else:
                     self._gone(envelope, act.id)
                     envelope = None
                     continue
-                incarnation = act.incarnation
-                result = await run_turn(self._rt, act, envelope)
                 if act.incarnation != incarnation or not self.accepting_turns:
                     # Reset while the handler ran, or shutting down: the message is still
                     # stored and goes back to the mailbox (re-run now, or after restart).
@@ -163,6 +171,11 @@ class Dispatcher:
         act.generation = record.generation
         act.status = record.status
         act.state_bytes = record.state
+        act.ended = (
+            Ending(record.generation, record.status, record.result, record.error)
+            if record.status.terminal
+            else None
+        )
         act.loaded = True
         log.debug(
             "actor_activated", entity=act.id.entity, key=act.id.key, generation=record.generation
@@ -197,6 +210,13 @@ class Dispatcher:
         act.committed()
         reply = item.envelope.reply
         followers = self._followers.pop(item.envelope.record.id, [])
+        if item.reply is READMIT and outcome.readmitted is not None:
+            readmitted = outcome.readmitted
+            if readmitted.message is not None:
+                self.deliver(readmitted.message, reply, readmitted.created)
+            elif reply is not None:
+                self._rt._settle(reply, act.spec, act.id, readmitted)
+            return
         if not outcome.applied:
             self._gone(item.envelope, act.id)
             for follower in followers:
@@ -205,12 +225,13 @@ class Dispatcher:
         if outcome.successor is not None:
             # The duplicate that superseded this generation is the new one's creator.
             self.deliver(outcome.successor, reply, created=True)
-        elif item.reply is READMIT and outcome.readmitted is not None:
-            readmitted = outcome.readmitted
-            if readmitted.message is not None:
-                self.deliver(readmitted.message, reply, readmitted.created)
-            elif reply is not None:
-                self._rt._settle(reply, act.spec, act.id, readmitted)
+        elif item.reply is ADOPT:
+            if reply is not None:
+                ended = act.ended
+                if ended is not None and ended.generation == item.commit.generation:
+                    self._rt._settle(reply, act.spec, act.id, ended)
+                else:
+                    self._adopters[(act.id, item.commit.generation)].append(reply)
         elif item.reply is not SUPERSEDE:
             for waiting in (reply, *followers):
                 if waiting is None:
@@ -231,16 +252,23 @@ class Dispatcher:
                     status=None if sent.status is None else sent.status.value,
                     sender=str(act.id),
                 )
-        if item.commit.completion is not None:
+        completion = item.commit.completion
+        if completion is not None:
+            ended = Ending(
+                item.commit.generation, completion.status, completion.result, completion.error
+            )
+            act.ended = ended
+            for adopter in self._adopters.pop((act.id, ended.generation), ()):
+                self._rt._settle(adopter, act.spec, act.id, ended)
             log.info(
                 "actor_completed",
                 entity=act.id.entity,
                 key=act.id.key,
                 generation=act.generation,
-                status=item.commit.completion.status.value,
+                status=completion.status.value,
             )
             for waiter in self._waiters.pop((act.id, item.commit.generation), ()):
-                waiter.set(item.commit.completion.status)
+                waiter.set(completion.status)
 
     def failed(self, items: Sequence[Item], error: StoreError) -> None:
         failure = storage_error(error)
@@ -263,8 +291,13 @@ class Dispatcher:
             for envelope in (*act.in_flight, *act.mailbox):
                 if envelope.reply is not None:
                     envelope.reply.fail(closed)
-        for waiters in (*self._waiters.values(), *self._followers.values()):
+        for waiters in (
+            *self._waiters.values(),
+            *self._followers.values(),
+            *self._adopters.values(),
+        ):
             for waiter in waiters:
                 waiter.fail(RuntimeClosed("the runtime closed before the answer was ready"))
         self._waiters.clear()
         self._followers.clear()
+        self._adopters.clear()

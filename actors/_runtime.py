@@ -22,7 +22,7 @@ from actors import _codec
 from actors._activation import ActivationTable
 from actors._clock import Clock, SystemClock
 from actors._config import RuntimeConfig
-from actors._context import ADOPT, Context, read_error_info
+from actors._context import Context, read_error_info
 from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
 from actors._mailbox import Dispatcher, storage_error
@@ -609,10 +609,7 @@ class Runtime:
         self, actor: ActorRef[Any], reply: Future[Any], timeout: timedelta | None
     ) -> Any:
         with self._deadline(actor, "reply", timeout):
-            value = await reply.wait()
-        if value is ADOPT:
-            return await actor.result(timeout=timeout)
-        return value
+            return await reply.wait()
 
 
 def _generation_text(generation: int | None) -> str:

@@ -72,7 +72,7 @@ async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
         return _cancel(act, env)
     if record.kind is MessageKind.DUPLICATE:
         if act.status is Status.SUPERSEDED:
-            return _forward(act, env)
+            return forward(act, env)
         if spec.on_duplicate is None:
             # The default policy (adopt): the duplicate's reply is the actor's result.
             return _result(act, env, reply=ADOPT)
@@ -178,7 +178,7 @@ def _cancel(act: Activation, env: Envelope) -> TurnResult:
     return _result(act, env, commit, reply=True)
 
 
-def _forward(act: Activation, env: Envelope) -> TurnResult:
+def forward(act: Activation, env: Envelope) -> TurnResult:
     """A duplicate that reached a superseded generation goes to the current one instead."""
     record = env.record
     message = NewMessage(
@@ -191,7 +191,7 @@ def _forward(act: Activation, env: Envelope) -> TurnResult:
         to_terminal=act.spec.on_duplicate is not None,
     )
     commit = TurnCommit(
-        actor=act.id, generation=act.generation, consumed=record.id, readmit=readmit
+        actor=act.id, generation=record.generation, consumed=record.id, readmit=readmit
     )
     return _result(act, env, commit, reply=READMIT)
 

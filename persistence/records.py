@@ -204,9 +204,10 @@ class Successor:
 class TurnCommit:
     """Everything one turn did, applied together with the consumption of its message.
 
-    Applied only when the actor's current generation is still ``generation``; the consumed
-    message is deleted either way, unless it has an idempotency key and ``reply`` is given:
-    then it is kept, marked handled, with the reply, for the actor's retention window.
+    Applied only when the actor's current generation is still ``generation``; either way
+    ``readmit`` is applied and the consumed message deleted (unless it has an idempotency
+    key and ``reply`` is given: then it is kept, marked handled, with the reply, for the
+    actor's retention window).
     ``state`` ``None`` leaves the stored state as it is. A completion sets ``completed_at``
     to the batch time and ``expires_at`` to that plus the actor's retention. A ``successor``
     replaces the (now ended) generation by the next one, with its first message, and

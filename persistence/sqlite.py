@@ -255,8 +255,10 @@ class _Batch:
     def commit_turn(self, item: TurnCommit, now: float) -> TurnOutcome:
         row = self.rows.get(item.actor)
         if row is None or row.generation != item.generation:
+            # A forwarded duplicate goes on to whatever generation is current now.
             self.consumed.append((item.consumed,))
-            return TurnOutcome(applied=False)
+            readmit = None if item.readmit is None else self.admit(item.readmit, now)
+            return TurnOutcome(applied=False, readmitted=readmit)
         if item.reply is None:
             self.consumed.append((item.consumed,))
         else:
