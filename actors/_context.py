@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Never, TypeVar, final, overload
 
 from actors import _codec
 from actors._entity import Entity, EntitySpec
@@ -160,17 +160,22 @@ class Context:
             info = error_info("Failure", str(error), self.handler)
         self._finish(Completion(status=Status.FAILED, error=info))
 
-    def reply_on_completion(self) -> Any:
+    def reply_on_completion(self) -> Never:
         """Return this from ``on_duplicate`` to adopt: reply with the actor's result.
+
+        It returns a marker the runtime recognizes; it is typed ``Never`` so that
+        ``return ctx.reply_on_completion()`` fits any declared reply type.
 
         The duplicate caller is answered when the actor completes (with its result) or fails
         (with ``ActorFailed``); the mailbox is not blocked meanwhile. On an ended actor the
         stored result answers at once.
         """
-        return ADOPT
+        return ADOPT  # type: ignore[misc]  # a marker, typed Never on purpose
 
-    def supersede(self, payload: Any = _codec.NO_PAYLOAD) -> Any:
+    def supersede(self, payload: Any = _codec.NO_PAYLOAD) -> Never:
         """Return this from ``on_duplicate`` to replace this generation by a new one.
+
+        Like :meth:`reply_on_completion`, it returns a marker typed ``Never``.
 
         When the turn commits, an active generation ends as ``superseded``, and generation
         n+1 is created with the duplicate's payload (or ``payload``) as its start message, in
@@ -202,7 +207,7 @@ class Context:
                 kind=MessageKind.START, handler=duplicate.handler, payload=data, meta=duplicate.meta
             ),
         )
-        return SUPERSEDE
+        return SUPERSEDE  # type: ignore[misc]  # a marker, typed Never on purpose
 
     def _finish(self, completion: Completion) -> None:
         if self._completion is not None:

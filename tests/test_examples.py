@@ -9,6 +9,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NEW_RUN = "new run (generation 2 started with 'second')"
+REJECTED = "rejected (DuplicateRejected)"
+ADOPTED = 'adopted ("first\'s result")'
+IGNORED = "ignored (no run, reply None)"
+# policy: (while running, after completion, after failure)
+POLICIES = {
+    "temporal ALLOW_DUPLICATE": (REJECTED, NEW_RUN, NEW_RUN),
+    "temporal ALLOW_DUPLICATE_FAILED_ONLY": (REJECTED, REJECTED, NEW_RUN),
+    "temporal REJECT_DUPLICATE": (REJECTED, REJECTED, REJECTED),
+    "temporal TERMINATE_IF_RUNNING": (NEW_RUN, NEW_RUN, NEW_RUN),
+    "temporal FAIL": (REJECTED, NEW_RUN, NEW_RUN),
+    "temporal USE_EXISTING": (ADOPTED, NEW_RUN, NEW_RUN),
+    "temporal TERMINATE_EXISTING": (NEW_RUN, NEW_RUN, NEW_RUN),
+    "inngest idempotency key": (IGNORED, IGNORED, IGNORED),
+    "dbos workflow id": (ADOPTED, ADOPTED, "adopted the failure (ActorFailed: first broke)"),
+}
+POLICY_LINES = [
+    f"{policy}, {state}: {outcome}"
+    for policy, outcomes in POLICIES.items()
+    for state, outcome in zip(
+        ("while running", "after completion", "after failure"), outcomes, strict=True
+    )
+]
 EXPECTED = {
     "quickstart.py": [
         "add(5) -> 5",
@@ -19,12 +42,21 @@ EXPECTED = {
         "a duplicate gets the stored receipt: True",
     ],
     "entity_counter.py": [f"counter-{i}: 200 (replies 1..200, each once: True)" for i in range(10)],
+    "idempotency_policies.py": POLICY_LINES,
+    "payments.py": [
+        "created   request -> ch_0001 for 1999",
+        "duplicate request -> ch_0001 for 1999",
+        "late duplicate -> ch_0001 (stored receipt)",
+        "same key, other amount -> refused: PayloadMismatch",
+        "provider called 1 time(s)",
+    ],
 }
 
 
 def test_every_example_is_covered() -> None:
     """A new example must be added here, so that it is run."""
-    assert {p.name for p in (ROOT / "examples").glob("*.py")} == set(EXPECTED)
+    examples = {p.name for p in (ROOT / "examples").glob("*.py")} - {"__init__.py"}
+    assert examples == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

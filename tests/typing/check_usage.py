@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from actors import ActorRef, Runtime, StartHandle, Status
+from actors import ActorRef, Context, Duplicate, Runtime, StartHandle, Status
 from tests.entities import ChargeRequest, Counter, Payment, Receipt
 
 
@@ -31,3 +31,12 @@ async def usage(rt: Runtime) -> None:
     await ref.ask(Counter.add, "five")  # type: ignore[arg-type]
     await ref.ask(Payment.charge, ChargeRequest(amount=1))  # type: ignore[arg-type]
     await ref.ask(Counter.get, 1)  # type: ignore[arg-type]
+
+
+class TypedPolicy(Payment):
+    """A duplicate policy with a concrete reply type type-checks under --strict."""
+
+    async def on_duplicate(self, ctx: Context, dup: Duplicate[ChargeRequest]) -> Receipt:
+        if dup.payload.amount < 0:
+            return ctx.supersede()
+        return ctx.reply_on_completion()
