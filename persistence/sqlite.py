@@ -336,10 +336,6 @@ def _idempotency_keys(items: Iterable[WriteItem]) -> Iterator[tuple[ActorId, str
                 yield enqueue.actor, enqueue.message.idempotency_key
 
 
-def actor_params(actor: ActorId) -> tuple[str, str]:
-    return actor.entity, actor.key
-
-
 def _translate(exc: sqlite3.Error) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", None)
     text = str(exc)
@@ -506,15 +502,17 @@ class SQLiteStore:
                     found[(actor, idem)] = _Handled(record, stored, expires)
         return found
 
+    async def _drop_owned(self, actors: list[tuple[str, str]]) -> None:
+        """Delete every message and attribute of these (entity, key) pairs."""
+        for table in ("messages", "attributes"):
+            await self._conn.executemany(
+                f"DELETE FROM {table} WHERE entity = ? AND key = ?", actors
+            )
+
     async def _apply(self, batch: _Batch, first_id: int) -> None:
         conn = self._conn
         if batch.reset_actors:
-            await conn.executemany(
-                "DELETE FROM messages WHERE entity = ? AND key = ?", batch.reset_actors
-            )
-            await conn.executemany(
-                "DELETE FROM attributes WHERE entity = ? AND key = ?", batch.reset_actors
-            )
+            await self._drop_owned(batch.reset_actors)
         if batch.upserts:
             await conn.executemany(_UPSERT_ACTOR, batch.upserts)
         if batch.updates:
@@ -573,7 +571,8 @@ class SQLiteStore:
 
     async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
         sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE entity = ? AND key = ? AND done = 0"
-        async with self._op(), self._conn.execute(f"{sql} ORDER BY id", actor_params(actor)) as c:
+        params = (actor.entity, actor.key)
+        async with self._op(), self._conn.execute(f"{sql} ORDER BY id", params) as c:
             rows = await c.fetchall()
         return [_message(row) for row in rows]
 
@@ -603,12 +602,7 @@ class SQLiteStore:
                 await self._conn.executemany(
                     "DELETE FROM actors WHERE entity = ? AND key = ?", pairs
                 )
-                await self._conn.executemany(
-                    "DELETE FROM messages WHERE entity = ? AND key = ?", pairs
-                )
-                await self._conn.executemany(
-                    "DELETE FROM attributes WHERE entity = ? AND key = ?", pairs
-                )
+                await self._drop_owned(pairs)
                 await self._conn.execute(
                     "UPDATE meta SET value = max(value, ?) WHERE name = 'max_purged_generation'",
                     (max(gen for _, _, gen in expired),),
