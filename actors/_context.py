@@ -210,6 +210,11 @@ class Context:
         return SUPERSEDE  # type: ignore[misc]  # a marker, typed Never on purpose
 
     def _finish(self, completion: Completion) -> None:
+        if self.status.terminal:
+            raise RuntimeError(
+                f"{self.entity}/{self.key} has already ended ({self.status}); only supersede() "
+                "may follow it with a new generation"
+            )
         if self._completion is not None:
             raise RuntimeError(
                 f"{self.entity}/{self.key} is already {self._completion.status} in this turn"

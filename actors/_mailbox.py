@@ -93,6 +93,12 @@ class Dispatcher:
         act.mailbox.append(Envelope(record, reply))
         self._drive_soon(act)
 
+    def start_drivers(self, drivers: TaskGroup) -> None:
+        """Start running turns: every activation with mail gets its driver."""
+        self.drivers = drivers
+        for act in self.activations.values():
+            self._drive_soon(act)
+
     def _drive_soon(self, act: Activation) -> None:
         if not act.running and act.mailbox and self.drivers is not None:
             act.running = True
@@ -162,9 +168,7 @@ class Dispatcher:
         except ActorsError as exc:
             log.error("activation_failed", entity=act.id.entity, key=act.id.key, error=str(exc))
             while act.mailbox:
-                reply = act.mailbox.popleft().reply
-                if reply is not None:
-                    reply.fail(exc)
+                self._answer(act.mailbox.popleft(), exc)
             return
         act.instance = instance
         self.activated += 1
@@ -182,12 +186,16 @@ class Dispatcher:
         )
 
     def _gone(self, envelope: Envelope, actor: ActorId) -> None:
-        if envelope.reply is not None:
-            envelope.reply.fail(
-                ActorNotFound(
-                    f"actor {actor} generation {envelope.record.generation} no longer exists"
-                )
-            )
+        generation = envelope.record.generation
+        self._answer(
+            envelope, ActorNotFound(f"actor {actor} generation {generation} no longer exists")
+        )
+
+    def _answer(self, envelope: Envelope, error: Exception) -> None:
+        """Fail the message's caller, and whoever repeated its idempotency key."""
+        for waiting in (envelope.reply, *self._followers.pop(envelope.record.id, ())):
+            if waiting is not None:
+                waiting.fail(error)
 
     # -- the writer's host ------------------------------------------------------------
 
@@ -209,7 +217,6 @@ class Dispatcher:
         act = item.activation
         act.committed()
         reply = item.envelope.reply
-        followers = self._followers.pop(item.envelope.record.id, [])
         if item.reply is READMIT and outcome.readmitted is not None:
             readmitted = outcome.readmitted
             if readmitted.message is not None:
@@ -219,9 +226,8 @@ class Dispatcher:
             return
         if not outcome.applied:
             self._gone(item.envelope, act.id)
-            for follower in followers:
-                follower.fail(ActorNotFound(f"actor {act.id} generation gone"))
             return
+        followers = self._followers.pop(item.envelope.record.id, [])
         if outcome.successor is not None:
             # The duplicate that superseded this generation is the new one's creator.
             self.deliver(outcome.successor, reply, created=True)

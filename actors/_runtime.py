@@ -191,8 +191,11 @@ class Runtime:
                 )
                 try:
                     async with anyio.create_task_group() as drivers:
-                        self._dispatcher.drivers = drivers
+                        # Recovery only fills mailboxes; no turn runs until every stored
+                        # message is back in order, or a recovered turn's outgoing message
+                        # could overtake (and be delivered again with) older stored mail.
                         await self._recover()
+                        self._dispatcher.start_drivers(drivers)
                         log.info("runtime_opened", entities=sorted(self._specs))
                         try:
                             yield
@@ -202,10 +205,14 @@ class Runtime:
                             drivers.cancel_scope.cancel()
                 finally:
                     self._dispatcher.drivers = None
-                    with anyio.move_on_after(
-                        self.config.close_timeout.total_seconds(), shield=True
-                    ):
-                        self._writer.close()
+                    self._writer.close()
+                    limit = self.config.close_timeout.total_seconds()
+                    with anyio.move_on_after(limit, shield=True):
+                        await self._writer.stopped.wait()
+                    # Past the limit (or cancelled from outside): stop the writer, and answer
+                    # its callers only once it has stopped, so that none is missed.
+                    self._writer.cancel()
+                    with anyio.CancelScope(shield=True):
                         await self._writer.stopped.wait()
                     self._dispatcher.abandon()
                     services.cancel_scope.cancel()

@@ -139,6 +139,10 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
     completion = ctx._completion
     if completion is not None:
         act.status = completion.status
+    if ctx._successor is not None:
+        # Replaced (also when it had already ended): later duplicates of this generation
+        # are forwarded to the next one instead of meeting this policy again.
+        act.status = Status.SUPERSEDED
     commit = TurnCommit(
         actor=act.id,
         generation=act.generation,

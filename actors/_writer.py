@@ -56,6 +56,7 @@ class Writer:
         # bookkeeping. Callers are bounded by waiting for their own commit.
         self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
         self._leftover: list[Item] = []
+        self._scope = anyio.CancelScope()
         self.batches = 0
         self.items = 0
 
@@ -67,6 +68,10 @@ class Writer:
         """Take no more items; ``run`` returns once everything queued is committed."""
         self._send.close()
 
+    def cancel(self) -> None:
+        """Stop now; what was not committed goes to ``leftover()``."""
+        self._scope.cancel()
+
     def leftover(self) -> list[Item]:
         """What was queued but never committed (the writer stopped early); taken once."""
         taken, self._leftover = self._leftover, []
@@ -75,14 +80,8 @@ class Writer:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
-            async for first in self._receive:
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await self._commit(batch)
+            with self._scope:
+                await self._loop()
         finally:
             while True:
                 try:
@@ -92,6 +91,16 @@ class Writer:
             self._send.close()
             self._receive.close()
             self.stopped.set()
+
+    async def _loop(self) -> None:
+        async for first in self._receive:
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await self._commit(batch)
 
     async def _commit(self, batch: list[Item]) -> None:
         # Turns of an activation reset after a failed commit were built on state that was
@@ -107,7 +116,12 @@ class Writer:
         writes = [item.item if isinstance(item, Request) else item.commit for item in live]
         try:
             outcomes = await self._store.write(writes, now=self._clock.now())
-        except StoreError as exc:
+        except BaseException as exc:
+            if not isinstance(exc, StoreError):
+                # Cancelled mid-commit (shutdown): the transaction rolled back; whoever
+                # waits on these items is answered by the runtime's abandon().
+                self._leftover.extend(live)
+                raise
             log.error(
                 "commit_failed", items=len(live), error=str(exc), error_type=type(exc).__name__
             )

@@ -70,6 +70,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 _KEEP_REPLY = """
 UPDATE messages SET done = 1, reply = ?, reply_error = ?, expires_at = ? WHERE id = ?
 """
+_DUPLICATE = MessageKind.DUPLICATE.value
 _MESSAGE_COLUMNS = (
     "id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key"
 )
@@ -151,7 +152,11 @@ class _Batch:
             # The old generation goes with everything it owned, including messages this
             # batch stored for it before this point.
             self.reset_actors.append((actor.entity, actor.key))
-            self.inserts = [r for r in self.inserts if (r[1], r[2]) != (actor.entity, actor.key)]
+            self.inserts = [
+                r
+                for r in self.inserts
+                if (r[1], r[2]) != (actor.entity, actor.key) or r[4] == _DUPLICATE
+            ]
             self.handled = {k: v for k, v in self.handled.items() if k[0] != actor}
         row = _Row(generation, Status.ACTIVE, init.retention, None, None, None, None)
         self.rows[actor] = row
@@ -190,6 +195,11 @@ class _Batch:
         if msg.idempotency_key is not None:
             self.handled[(actor, msg.idempotency_key)] = _Handled(record, None, None)
         return record
+
+    def consume(self, message_id: int) -> None:
+        """Delete a handled message; a key it held is free again (nothing was kept)."""
+        self.consumed.append((message_id,))
+        self.handled = {k: v for k, v in self.handled.items() if v.record.id != message_id}
 
     def admit(self, item: Admit, now: float) -> AdmitOutcome:
         row = self.rows.get(item.actor)
@@ -256,11 +266,11 @@ class _Batch:
         row = self.rows.get(item.actor)
         if row is None or row.generation != item.generation:
             # A forwarded duplicate goes on to whatever generation is current now.
-            self.consumed.append((item.consumed,))
+            self.consume(item.consumed)
             readmit = None if item.readmit is None else self.admit(item.readmit, now)
             return TurnOutcome(applied=False, readmitted=readmit)
         if item.reply is None:
-            self.consumed.append((item.consumed,))
+            self.consume(item.consumed)
         else:
             expires = now + row.retention
             self.kept.append((item.reply.reply, item.reply.error, expires, item.consumed))
@@ -502,17 +512,24 @@ class SQLiteStore:
                     found[(actor, idem)] = _Handled(record, stored, expires)
         return found
 
-    async def _drop_owned(self, actors: list[tuple[str, str]]) -> None:
-        """Delete every message and attribute of these (entity, key) pairs."""
-        for table in ("messages", "attributes"):
-            await self._conn.executemany(
-                f"DELETE FROM {table} WHERE entity = ? AND key = ?", actors
-            )
+    async def _drop_owned(
+        self, actors: list[tuple[str, str]], *, keep_duplicates: bool = False
+    ) -> None:
+        """Delete the messages and attributes of these (entity, key) pairs.
+
+        With ``keep_duplicates``, unhandled duplicates stay: they are accepted starts that the
+        runtime re-admits to the next generation, so they must survive a crash meanwhile.
+        """
+        keep = f" AND (kind != '{_DUPLICATE}' OR done = 1)" if keep_duplicates else ""
+        await self._conn.executemany(
+            f"DELETE FROM messages WHERE entity = ? AND key = ?{keep}", actors
+        )
+        await self._conn.executemany("DELETE FROM attributes WHERE entity = ? AND key = ?", actors)
 
     async def _apply(self, batch: _Batch, first_id: int) -> None:
         conn = self._conn
         if batch.reset_actors:
-            await self._drop_owned(batch.reset_actors)
+            await self._drop_owned(batch.reset_actors, keep_duplicates=True)
         if batch.upserts:
             await conn.executemany(_UPSERT_ACTOR, batch.upserts)
         if batch.updates:

@@ -979,20 +979,22 @@ async def test_a_key_created_after_its_purge_gets_a_larger_generation(store: Sto
         assert stale.message is None
 
 
-async def test_a_generation_recreated_in_the_batch_that_ended_it_keeps_none_of_its_messages(
+async def test_a_generation_recreated_in_the_batch_that_ended_it_keeps_only_its_duplicates(
     store: Store,
 ) -> None:
-    """G6: a record replaced by a new generation is dropped with everything it owned.
+    """G4, G6: a replaced generation goes with what it owned, except unhandled duplicates.
 
     With zero retention, an actor that ends in a batch is expired at once, so a later start
-    in the same batch creates the next generation; messages stored for the old generation
-    earlier in that batch must go with it, as older ones do.
+    in the same batch creates the next generation. Messages stored for the old generation go
+    with it, except duplicates not yet handled: those are accepted starts, kept under their
+    old generation so that the runtime re-admits them to the new one, even after a crash.
     """
     with anyio.fail_after(LIMIT):
         created = await admit(store, A, now=1.0, init=actor_init(retention=0.0))
 
-        duplicate, ended, recreated = await store.write(
+        told, duplicate, ended, recreated = await store.write(
             [
+                Enqueue(actor=A, message=tell(b"old")),
                 Admit(actor=A, message=start(b"dup"), init=actor_init(retention=0.0)),
                 TurnCommit(
                     actor=A,
@@ -1005,6 +1007,7 @@ async def test_a_generation_recreated_in_the_batch_that_ended_it_keeps_none_of_i
             now=2.0,
         )
 
+        assert isinstance(told, EnqueueOutcome)
         assert isinstance(duplicate, AdmitOutcome)
         assert stored(duplicate).generation == 1
         assert isinstance(ended, TurnOutcome)
@@ -1012,7 +1015,7 @@ async def test_a_generation_recreated_in_the_batch_that_ended_it_keeps_none_of_i
         assert isinstance(recreated, AdmitOutcome)
         assert recreated.created
         mailbox = await store.load_mailbox(A)
-        assert mailbox == [stored(recreated)], (
+        assert mailbox == [stored(duplicate), stored(recreated)], (
             f"generation {recreated.generation} inherited {mailbox[:-1]}"
         )
 
