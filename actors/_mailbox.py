@@ -227,7 +227,6 @@ class Dispatcher:
         if not outcome.applied:
             self._gone(item.envelope, act.id)
             return
-        followers = self._followers.pop(item.envelope.record.id, [])
         if outcome.successor is not None:
             # The duplicate that superseded this generation is the new one's creator.
             self.deliver(outcome.successor, reply, created=True)
@@ -239,6 +238,8 @@ class Dispatcher:
                 else:
                     self._adopters[(act.id, item.commit.generation)].append(reply)
         elif item.reply is not SUPERSEDE:
+            # Callers that repeated this message's idempotency key get the same answer.
+            followers = self._followers.pop(item.envelope.record.id, [])
             for waiting in (reply, *followers):
                 if waiting is None:
                     continue
@@ -270,7 +271,7 @@ class Dispatcher:
                 "actor_completed",
                 entity=act.id.entity,
                 key=act.id.key,
-                generation=act.generation,
+                generation=ended.generation,
                 status=completion.status.value,
             )
             for waiter in self._waiters.pop((act.id, item.commit.generation), ()):
