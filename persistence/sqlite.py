@@ -135,6 +135,8 @@ class _Batch:
     ) -> None:
         self.rows = rows
         self.handled = handled
+        # The same entries by message id: turns consume messages by id, on every commit.
+        self.keyed = {seen.record.id: key for key, seen in handled.items()}
         self.next_id = next_id
         self.max_purged = max_purged
         self.reset_actors: list[tuple[str, str]] = []
@@ -157,7 +159,8 @@ class _Batch:
                 for r in self.inserts
                 if (r[1], r[2]) != (actor.entity, actor.key) or r[4] == _DUPLICATE
             ]
-            self.handled = {k: v for k, v in self.handled.items() if k[0] != actor}
+            for key in [k for k in self.handled if k[0] == actor]:
+                self.forget(self.handled[key].record.id)
         row = _Row(generation, Status.ACTIVE, init.retention, None, None, None, None)
         self.rows[actor] = row
         self.upserts.append((actor.entity, actor.key, generation, init.retention, now, now))
@@ -194,12 +197,19 @@ class _Batch:
         )
         if msg.idempotency_key is not None:
             self.handled[(actor, msg.idempotency_key)] = _Handled(record, None, None)
+            self.keyed[record.id] = (actor, msg.idempotency_key)
         return record
+
+    def forget(self, message_id: int) -> None:
+        """The idempotency key that ``message_id`` held (if any) is free again."""
+        key = self.keyed.pop(message_id, None)
+        if key is not None:
+            del self.handled[key]
 
     def consume(self, message_id: int) -> None:
         """Delete a handled message; a key it held is free again (nothing was kept)."""
         self.consumed.append((message_id,))
-        self.handled = {k: v for k, v in self.handled.items() if v.record.id != message_id}
+        self.forget(message_id)
 
     def admit(self, item: Admit, now: float) -> AdmitOutcome:
         row = self.rows.get(item.actor)
@@ -251,8 +261,7 @@ class _Batch:
                     stored_reply=seen.reply,
                 )
             if seen is not None:  # its window has passed: the key is free again
-                self.consumed.append((seen.record.id,))
-                del self.handled[(item.actor, idem)]
+                self.consume(seen.record.id)
         if row.status is not Status.ACTIVE or item.generation not in (None, row.generation):
             return EnqueueOutcome(
                 message=None, created=False, generation=row.generation, status=row.status
@@ -274,9 +283,10 @@ class _Batch:
         else:
             expires = now + row.retention
             self.kept.append((item.reply.reply, item.reply.error, expires, item.consumed))
-            for seen in self.handled.values():
-                if seen.record.id == item.consumed:
-                    seen.reply, seen.expires_at = item.reply, expires
+            idem_key = self.keyed.get(item.consumed)
+            if idem_key is not None:
+                seen = self.handled[idem_key]
+                seen.reply, seen.expires_at = item.reply, expires
         if item.completion is not None:
             row.status = item.completion.status
             row.result = item.completion.result
