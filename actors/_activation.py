@@ -9,6 +9,7 @@ pop ``in_flight`` and ``reset`` it.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,11 +47,19 @@ class Activation:
     status: Status | None = None
     state_bytes: bytes | None = None
     loaded: bool = False
+    # on_activate has run for this instance (or the entity has none).
+    hooked: bool = False
     running: bool = False
+    passivating: bool = False
     incarnation: int = 0
     failures: int = 0
+    last_used: float = 0.0
     mailbox: deque[Envelope] = field(default_factory=deque)
     in_flight: deque[Envelope] = field(default_factory=deque)
+    # Timer names that turns awaiting their commit cancelled or replaced, with how many such
+    # turns; a fired message of such a timer is ``parked`` until the commit decides its fate.
+    voiding: dict[str, int] = field(default_factory=dict)
+    parked: list[Envelope] = field(default_factory=list)
     flushed: anyio.Event | None = None
     # The committed end of the current generation (the in-memory ``status`` may run ahead
     # of commits, because turns are pipelined).
@@ -58,7 +67,7 @@ class Activation:
 
     @property
     def idle(self) -> bool:
-        return not (self.running or self.mailbox or self.in_flight)
+        return not (self.running or self.passivating or self.mailbox or self.in_flight)
 
     def fresh(self, generation: int) -> None:
         """Become a just-created generation, with no need to read the store."""
@@ -69,6 +78,7 @@ class Activation:
         self.state_bytes = None
         self.ended = None
         self.loaded = True
+        self.hooked = self.spec.on_activate is None
 
     def requeue(self, envelope: Envelope) -> None:
         """Put ``envelope`` back in the mailbox at its place in id order."""
@@ -86,8 +96,32 @@ class Activation:
         self.failures += 1
         self.mailbox.extendleft(reversed(self.in_flight))
         self.in_flight.clear()
+        self.voiding.clear()
+        for envelope in self.parked:
+            self.requeue(envelope)
+        self.parked.clear()
         self.loaded = False
         self.notify_flushed()
+
+    def void(self, names: Iterable[str]) -> None:
+        """A turn cancelled or replaced these timers; its commit is in flight."""
+        for name in names:
+            self.voiding[name] = self.voiding.get(name, 0) + 1
+
+    def voided(self, names: Iterable[str], *, applied: bool) -> None:
+        """The turn that voided ``names`` committed: their fired messages are gone (if applied)."""
+        for name in names:
+            left = self.voiding.get(name, 1) - 1
+            if left:
+                self.voiding[name] = left
+            else:
+                self.voiding.pop(name, None)
+        if not applied:
+            return
+        gone = set(names)
+        self.parked = [e for e in self.parked if e.record.timer not in gone]
+        if any(e.record.timer in gone for e in self.mailbox):
+            self.mailbox = deque(e for e in self.mailbox if e.record.timer not in gone)
 
     def committed(self) -> Envelope:
         """The oldest in-flight turn was committed."""
@@ -111,37 +145,76 @@ class Activation:
 
 
 class ActivationTable:
-    """Activations by actor id, least recently used first."""
+    """Live activations by actor id, and the idle ones among them, least recently used first.
+
+    The table never holds more than ``max_active`` activations: the dispatcher makes room by
+    passivating idle ones, and holds messages for further actors until there is room.
+    """
 
     def __init__(self, max_active: int) -> None:
-        self._max = max_active
-        self._table: OrderedDict[ActorId, Activation] = OrderedDict()
+        self.max_active = max_active
+        self._table: dict[ActorId, Activation] = {}
+        self._idle: OrderedDict[ActorId, Activation] = OrderedDict()
+        self.peak = 0
 
     def __len__(self) -> int:
         return len(self._table)
 
+    @property
+    def full(self) -> bool:
+        return len(self._table) >= self.max_active
+
     def values(self) -> list[Activation]:
         return list(self._table.values())
 
-    def get(self, actor: ActorId, spec: EntitySpec) -> Activation:
-        """The activation of ``actor``, created (not loaded) if absent; marks it recently used."""
-        activation = self._table.get(actor)
-        if activation is None:
-            activation = self._table[actor] = Activation(id=actor, spec=spec)
-        else:
-            self._table.move_to_end(actor)
+    def find(self, actor: ActorId) -> Activation | None:
+        return self._table.get(actor)
+
+    def add(self, actor: ActorId, spec: EntitySpec) -> Activation:
+        """A new, unloaded activation of ``actor``; the caller made room for it."""
+        assert not self.full
+        assert actor not in self._table
+        activation = self._table[actor] = Activation(id=actor, spec=spec)
+        self.peak = max(self.peak, len(self._table))
         return activation
 
-    def trim(self) -> None:
-        """Drop least recently used idle activations while over the cap."""
-        excess = len(self._table) - self._max
-        if excess <= 0:
-            return
-        victims: list[ActorId] = []
-        for actor, activation in self._table.items():
-            if activation.idle:
-                victims.append(actor)
-                if len(victims) == excess:
-                    break
-        for actor in victims:
-            del self._table[actor]
+    def remove(self, activation: Activation) -> None:
+        self._idle.pop(activation.id, None)
+        del self._table[activation.id]
+
+    def rest(self, activation: Activation, now: float) -> None:
+        """``activation`` has no work since ``now``: it becomes the most recently used idle one."""
+        activation.last_used = now
+        self._idle.pop(activation.id, None)
+        self._idle[activation.id] = activation
+
+    def wake(self, activation: Activation) -> None:
+        """``activation`` has work again: it is not idle."""
+        self._idle.pop(activation.id, None)
+
+    def least_recently_used(self) -> Activation | None:
+        """The idle activation unused the longest, if any."""
+        return next(iter(self._idle.values()), None)
+
+    def expired(
+        self, now: float, timeout: Callable[[Activation], float], shortest: float
+    ) -> tuple[list[Activation], float | None]:
+        """Idle activations unused for their ``timeout`` by ``now``, and when the next may be.
+
+        The idle ones are in order of last use, so the scan stops at the first that even the
+        ``shortest`` timeout cannot have expired; the time returned may then be early, never
+        late.
+        """
+        found: list[Activation] = []
+        next_due: float | None = None
+        for activation in self._idle.values():
+            due = activation.last_used + timeout(activation)
+            if due <= now:
+                found.append(activation)
+                continue
+            if next_due is None or due < next_due:
+                next_due = due
+            if activation.last_used + shortest > now:
+                next_due = min(next_due, activation.last_used + shortest)
+                break
+        return found, next_due

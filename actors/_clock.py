@@ -7,6 +7,7 @@ Durable times (retention expiry) are UTC wall-clock seconds from ``now()``; wait
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol, final
 
 import anyio
@@ -37,3 +38,15 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         """Sleep for ``seconds`` of real time."""
         await anyio.sleep(seconds)
+
+
+def track(clock: Clock, quiet: Callable[[], bool]) -> Callable[[], None]:
+    """Show a clock that waits for quiet (a test clock) how to see that a runtime is quiet.
+
+    Returns the function that stops it; a clock without ``track`` is left alone.
+    """
+    hook = getattr(clock, "track", None)
+    if callable(hook):
+        untrack: Callable[[], None] = hook(quiet)
+        return untrack
+    return lambda: None

@@ -16,8 +16,12 @@ class RuntimeConfig:
 
     Attributes:
         max_batch: the most writes (admissions, enqueues, turn commits) one commit takes.
-        max_active: activations kept in memory; past it, least recently used idle ones are
-            dropped (their actors stay in the store and re-activate on the next message).
+        max_active: the most activations held in memory. To make room, the least recently
+            used idle one is dropped (its actor stays in the store and re-activates on its next
+            message); while all are busy, messages for further actors wait their turn.
+        idle_timeout: how long an activation with no work stays in memory, for entities that
+            do not set their own ``idle_timeout``.
+        timer_batch: the most due timers one commit fires.
         purge_interval: how often expired completed actors are purged from the store.
         purge_batch: how many expired actors one purge transaction removes.
         ask_timeout: the default ``ask``/``reply`` timeout; ``None`` waits forever.
@@ -26,6 +30,8 @@ class RuntimeConfig:
 
     max_batch: int = 1000
     max_active: int = 10_000
+    idle_timeout: timedelta = timedelta(minutes=10)
+    timer_batch: int = 1000
     purge_interval: timedelta = timedelta(seconds=30)
     purge_batch: int = 500
     ask_timeout: timedelta | None = None
@@ -38,7 +44,9 @@ class RuntimeConfig:
             raise ValueError(f"max_active must be at least 1, got {self.max_active}")
         if self.purge_batch < 1:
             raise ValueError(f"purge_batch must be at least 1, got {self.purge_batch}")
-        for name in ("purge_interval", "close_timeout"):
+        if self.timer_batch < 1:
+            raise ValueError(f"timer_batch must be at least 1, got {self.timer_batch}")
+        for name in ("purge_interval", "close_timeout", "idle_timeout"):
             value: timedelta = getattr(self, name)
             if value <= timedelta(0):
                 raise ValueError(f"{name} must be positive, got {value}")

@@ -8,12 +8,13 @@ record (the output gate).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Never, TypeVar, final, overload
 
 from actors import _codec
-from actors._entity import Entity, EntitySpec
+from actors._entity import Entity, EntitySpec, check_key
 from actors._registry import check_attribute_name, check_attributes, decode_attributes
+from actors.errors import InvalidKey
 from persistence import (
     ActorInit,
     AttributeValue,
@@ -22,6 +23,7 @@ from persistence import (
     MessageKind,
     MessageRecord,
     NewMessage,
+    NewTimer,
     Status,
     Successor,
 )
@@ -69,6 +71,7 @@ class Context:
 
     __slots__ = (
         "_attributes",
+        "_cancelled_timers",
         "_completion",
         "_duplicate",
         "_outgoing",
@@ -76,6 +79,7 @@ class Context:
         "_rt",
         "_spec",
         "_successor",
+        "_timers",
         "entity",
         "generation",
         "handler",
@@ -110,6 +114,8 @@ class Context:
         self._removed: set[str] = set()
         self._outgoing: list[Enqueue] = []
         self._completion: Completion | None = None
+        self._timers: dict[str, NewTimer] = {}
+        self._cancelled_timers: dict[str, None] = {}  # an ordered set
 
     def now(self) -> datetime:
         """The runtime clock's current time (UTC)."""
@@ -221,6 +227,104 @@ class Context:
             )
         self._completion = completion
 
+    @overload
+    def schedule(
+        self,
+        handler: Callable[[Any, Context], Awaitable[Any]],
+        *,
+        after: timedelta | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+    ) -> str: ...
+    @overload
+    def schedule(
+        self,
+        handler: Callable[[Any, Context, P], Awaitable[Any]],
+        payload: P,
+        *,
+        after: timedelta | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+    ) -> str: ...
+    @overload
+    def schedule(
+        self,
+        handler: str,
+        payload: Any = ...,
+        *,
+        after: timedelta | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+    ) -> str: ...
+    def schedule(
+        self,
+        handler: Any,
+        payload: Any = _codec.NO_PAYLOAD,
+        *,
+        after: timedelta | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Schedule a durable timer: this actor's ``handler`` gets ``payload`` when it is due.
+
+        The timer is stored when the turn commits, and fires once, as a message through the
+        mailbox, at or soon after its time, also after a restart (a timer that came due while
+        the process was down fires when it starts). Timers due together fire in order of due
+        time. When this generation ends (completed, failed, cancelled, superseded), its
+        pending timers are dropped.
+
+        Args:
+            handler: a handler of this actor's entity.
+            payload: its payload.
+            after: fire this long after now (``ctx.now()``).
+            at: fire at this time (a timezone-aware datetime; in the past fires at once).
+            name: the timer's id. Scheduling a name that is still pending replaces that timer
+                (a fired, not yet handled one is dropped). By default a new unique id.
+
+        Returns:
+            The timer's id, for :meth:`cancel_timer`.
+
+        Raises:
+            ValueError: not exactly one of ``after`` / ``at``; ``after`` negative; ``at``
+                naive.
+            InvalidKey: ``name`` breaks the rules of keys, or starts with ``#`` (kept for
+                generated ids).
+            UnknownHandler: the entity has no such handler.
+            InvalidPayload: ``payload`` does not fit the handler's payload type.
+        """
+        if (after is None) == (at is None):
+            raise ValueError("schedule() needs exactly one of after= or at=")
+        if after is not None:
+            if not isinstance(after, timedelta) or after < timedelta(0):
+                raise ValueError(f"after must be a timedelta >= 0, got {after!r}")
+            due = self._rt.clock.now() + after.total_seconds()
+        else:
+            if not isinstance(at, datetime) or at.utcoffset() is None:
+                raise ValueError(f"at must be a timezone-aware datetime, got {at!r}")
+            due = at.timestamp()
+        if name is None:
+            name = f"#{self.message_id}.{len(self._timers) + len(self._cancelled_timers)}"
+        else:
+            _check_timer_name(name)
+        target, data = self._spec.encode(handler, payload)
+        self._timers[name] = NewTimer(name=name, due_at=due, handler=target.name, payload=data)
+        return name
+
+    def cancel_timer(self, timer_id: str) -> None:
+        """Cancel a timer of this actor, when the turn commits.
+
+        Once the turn has committed, the timer's handler will not run, also if the timer
+        has already fired and its message waits in the mailbox. Cancelling a timer that
+        has run, or never existed, does nothing.
+
+        Raises:
+            ValueError: ``timer_id`` is not a string.
+        """
+        if not isinstance(timer_id, str):
+            raise ValueError(f"a timer id is a str, got {type(timer_id).__name__}")
+        self._timers.pop(timer_id, None)
+        self._cancelled_timers[timer_id] = None
+
     def ref(self, entity: type[E], key: str) -> ActorRef[E]:
         """A reference to the actor of ``entity`` with ``key`` (created on first message)."""
         return self._rt.ref(entity, key)
@@ -255,6 +359,11 @@ class Context:
                 init=None if ref.generation is not None else ActorInit(retention=spec.retention),
             )
         )
+
+
+def _check_timer_name(name: object) -> None:
+    if check_key(name, what="a timer name").startswith("#"):
+        raise InvalidKey(f"a timer name must not start with '#' (kept for generated ids): {name!r}")
 
 
 def error_info(error_type: str, message: str, handler: str) -> bytes:

@@ -11,14 +11,15 @@ import dataclasses
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar, overload
 
+from actors import _codec
 from actors._codec import NO_PAYLOAD, _NoPayload
 from actors._duplicate import Duplicate
-from actors.errors import InvalidEntity, InvalidKey, UnknownHandler
+from actors.errors import InvalidEntity, InvalidKey, InvalidPayload, UnknownHandler
 
 __all__ = ["Entity", "handler"]
 
@@ -40,17 +41,28 @@ class Entity:
     - ``result``: annotate it with the type of ``ctx.complete(...)``'s value; by default the
       start handler's return type.
     - ``retention``: how long a completed actor's record and result are kept (24 hours).
+    - ``idle_timeout``: how long an actor with no work stays in memory (default: the
+      runtime's ``RuntimeConfig.idle_timeout``). Passivation is invisible to callers: the
+      next message loads the actor again.
 
     An entity may define ``async def on_duplicate(self, ctx, dup: Duplicate[P]) -> R``, its
     duplicate policy: it runs in the owner's mailbox when a start of an existing key arrives
     (also after completion, within retention), and what it returns is the duplicate caller's
     reply. Without it the policy is *adopt*: the duplicate's reply is the actor's result.
 
+    Optional lifecycle hooks, ``async def on_activate(self, key: str) -> None`` and
+    ``async def on_passivate(self, key: str) -> None``, run when the actor is brought into
+    memory (before its first turn there) and when it is dropped from memory (idle, or evicted
+    by ``max_active``). They are for in-memory resources: what they change is not persisted.
+    An exception in ``on_activate`` delays the actor's turns (retried with backoff); one in
+    ``on_passivate`` is logged.
+
     The runtime constructs instances without arguments; users never do.
     """
 
     name: ClassVar[str]
     retention: ClassVar[timedelta] = timedelta(hours=24)
+    idle_timeout: ClassVar[timedelta | None] = None
     state: Any
 
 
@@ -100,6 +112,9 @@ class EntitySpec:
     state_type: Any  # None for a stateless entity
     result_type: Any
     retention: float
+    idle_timeout: float | None = None  # None: the runtime's default
+    on_activate: Callable[[Any, str], Awaitable[None]] | None = None
+    on_passivate: Callable[[Any, str], Awaitable[None]] | None = None
 
     def handler(self, ref: str | Callable[..., Any]) -> HandlerSpec:
         name = ref if isinstance(ref, str) else getattr(ref, "__name__", repr(ref))
@@ -110,6 +125,24 @@ class EntitySpec:
                 f"entity {self.name!r} has no handler {name!r} (handlers: {known})"
             )
         return spec
+
+    def encode(self, ref: str | Callable[..., Any], payload: Any) -> tuple[HandlerSpec, bytes]:
+        """The handler ``ref`` names, and ``payload`` checked and encoded for it.
+
+        Raises:
+            UnknownHandler: the entity has no such handler.
+            InvalidPayload: the payload does not fit (or is missing, or is not expected).
+        """
+        spec = self.handler(ref)
+        what = f"payload of {self.name}.{spec.name}"
+        if not spec.takes_payload:
+            if payload is not NO_PAYLOAD:
+                raise InvalidPayload(what, "no payload", "the handler takes no payload")
+            return spec, b"null"
+        if payload is NO_PAYLOAD:
+            raise InvalidPayload(what, _codec.type_name(spec.payload_type), "no payload was given")
+        data, _ = _codec.check(payload, spec.payload_type, what=what)
+        return spec, data
 
     def new_state(self) -> Any:
         return None if self.state_type is None else self.state_type()
@@ -193,6 +226,14 @@ def entity_spec(cls: type[Entity]) -> EntitySpec:
         raise InvalidEntity(
             f"entity {name!r}: retention must be a timedelta >= 0, got {retention!r}"
         )
+    idle_timeout = cls.idle_timeout
+    if idle_timeout is not None and (
+        not isinstance(idle_timeout, timedelta) or idle_timeout <= timedelta(0)
+    ):
+        raise InvalidEntity(
+            f"entity {name!r}: idle_timeout must be a positive timedelta or None, "
+            f"got {idle_timeout!r}"
+        )
     return EntitySpec(
         name=name,
         cls=cls,
@@ -202,7 +243,28 @@ def entity_spec(cls: type[Entity]) -> EntitySpec:
         state_type=state_type,
         result_type=result_type,
         retention=retention.total_seconds(),
+        idle_timeout=None if idle_timeout is None else idle_timeout.total_seconds(),
+        on_activate=_hook(name, cls, "on_activate"),
+        on_passivate=_hook(name, cls, "on_passivate"),
     )
+
+
+def _hook(
+    entity: str, cls: type[Entity], attr: str
+) -> Callable[[Any, str], Awaitable[None]] | None:
+    """A lifecycle hook, checked: ``async def name(self, key: str) -> None``."""
+    fn = getattr(cls, attr, None)
+    if fn is None:
+        return None
+    params = list(inspect.signature(fn).parameters.values())
+    if (
+        not inspect.iscoroutinefunction(fn)
+        or len(params) != 2
+        or any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    ):
+        raise InvalidEntity(f"{entity}.{attr} must be an async def method taking (self, key)")
+    hook: Callable[[Any, str], Awaitable[None]] = fn
+    return hook
 
 
 def _duplicate_spec(entity: str, cls: type[Entity]) -> HandlerSpec | None:
@@ -221,20 +283,18 @@ def _duplicate_spec(entity: str, cls: type[Entity]) -> HandlerSpec | None:
 
 
 def check_key(key: object, *, what: str = "an actor key") -> str:
-    """``key`` if it can name an actor.
+    """``key`` if it can name an actor (or, per ``what``, another thing with a key's rules).
 
     Raises:
         InvalidKey: it is not a string, is empty, is over 512 bytes in UTF-8, or contains a
             NUL or another control character.
     """
     if not isinstance(key, str):
-        raise InvalidKey(f"an actor key must be a str, got {type(key).__name__}")
+        raise InvalidKey(f"{what} must be a str, got {type(key).__name__}")
     if not key:
-        raise InvalidKey("an actor key must not be empty")
+        raise InvalidKey(f"{what} must not be empty")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise InvalidKey(
-            f"an actor key must be at most {MAX_KEY_BYTES} bytes in UTF-8: {key[:40]!r}..."
-        )
+        raise InvalidKey(f"{what} must be at most {MAX_KEY_BYTES} bytes in UTF-8: {key[:40]!r}...")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise InvalidKey(f"an actor key must not contain control characters: {key!r}")
+        raise InvalidKey(f"{what} must not contain control characters: {key!r}")
     return key

@@ -9,7 +9,7 @@ the commit (pipelining); a failed commit resets the actor from the store.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +21,14 @@ from actors import _codec
 from actors._activation import Activation, ActivationTable, Ending, Envelope
 from actors._context import ADOPT, SUPERSEDE
 from actors._future import Future
-from actors._turn import READMIT, forward, run_turn
+from actors._turn import READMIT, TurnResult, forward, run_turn
 from actors._writer import Item, Request, Writer
 from actors.errors import ActorNotFound, ActorsError, RuntimeClosed, StorageError
 from persistence import (
     ActorId,
     AdmitOutcome,
     EnqueueOutcome,
+    FireOutcome,
     MessageKind,
     MessageRecord,
     Status,
@@ -62,8 +63,13 @@ class Dispatcher:
         self._adopters: defaultdict[tuple[ActorId, int], list[Future[Any]]] = defaultdict(list)
         # Callers that repeated an idempotency key while its message was still unhandled.
         self._followers: defaultdict[int, list[Future[Any]]] = defaultdict(list)
+        # Messages for actors that get no activation while the table is full of busy ones.
+        self._waiting: OrderedDict[ActorId, list[tuple[Envelope, bool]]] = OrderedDict()
         self.turns = 0
         self.activated = 0
+        self.passivated = 0
+        # Driver tasks and passivation hooks under way (see Runtime._quiet).
+        self.working = 0
 
     # -- completion waiters ------------------------------------------------------------
 
@@ -84,14 +90,105 @@ class Dispatcher:
     # -- delivery ----------------------------------------------------------------------
 
     def deliver(self, record: MessageRecord, reply: Future[Any] | None, created: bool) -> None:
-        """Put a committed message in its actor's mailbox and make sure someone drives it."""
+        """Put a committed message in its actor's mailbox and make sure someone drives it.
+
+        An actor with no activation gets one if there is room (an idle activation is
+        passivated to make it); otherwise its messages wait, in order, for room.
+        """
         actor = ActorId(entity=record.entity, key=record.key)
-        act = self.activations.get(actor, self._rt._specs[record.entity])
+        envelope = Envelope(record, reply)
+        act = self.activations.find(actor)
+        if act is None:
+            waiting = self._waiting.get(actor)
+            if waiting is not None or not self._room():
+                self._waiting.setdefault(actor, []).append((envelope, created))
+                return
+            act = self.activations.add(actor, self._rt._specs[actor.entity])
+        self._put(act, envelope, created)
+
+    def _put(self, act: Activation, envelope: Envelope, created: bool) -> None:
+        self.activations.wake(act)
         if created and act.idle:
-            act.fresh(record.generation)
+            act.fresh(envelope.record.generation)
             self.activated += 1
-        act.mailbox.append(Envelope(record, reply))
+        act.mailbox.append(envelope)
         self._drive_soon(act)
+
+    def _room(self) -> bool:
+        """Whether the table can take one more activation now, passivating one if need be."""
+        if self.activations.full:
+            victim = self.activations.least_recently_used()
+            if victim is not None:
+                self.passivate(victim)
+        return not self.activations.full
+
+    def _admit_waiting(self) -> None:
+        while self._waiting and self._room():
+            actor, entries = self._waiting.popitem(last=False)
+            act = self.activations.add(actor, self._rt._specs[actor.entity])
+            for envelope, created in entries:
+                self._put(act, envelope, created)
+
+    def _rest_if_idle(self, act: Activation) -> None:
+        """Called when ``act`` may have run out of work: it joins the idle ones."""
+        if not act.idle or self.activations.find(act.id) is not act:
+            return
+        now = self._rt.clock.now()
+        self.activations.rest(act, now)
+        self._rt._passivation.alarm.wake_by(now + self.idle_timeout(act))
+        self._admit_waiting()
+
+    # -- passivation ------------------------------------------------------------------
+
+    def idle_timeout(self, act: Activation) -> float:
+        timeout = act.spec.idle_timeout
+        return self._rt.config.idle_timeout.total_seconds() if timeout is None else timeout
+
+    def passivate_idle(self, now: float, shortest: float) -> float | None:
+        """Passivate the activations idle past their timeout; when the next one may be due."""
+        expired, next_due = self.activations.expired(now, self.idle_timeout, shortest)
+        for act in expired:
+            self.passivate(act)
+        return next_due
+
+    def passivate(self, act: Activation) -> None:
+        """Drop the idle ``act`` from memory, after its ``on_passivate`` hook if it has one."""
+        self.activations.wake(act)  # no longer a candidate
+        hook = act.spec.on_passivate
+        if hook is None or act.instance is None or not act.hooked or self.drivers is None:
+            self._dropped(act)
+            return
+        act.passivating = True
+        self.working += 1
+        self.drivers.start_soon(self._run_passivate, act, hook, name=f"passivate {act.id}")
+
+    async def _run_passivate(self, act: Activation, hook: Any) -> None:
+        try:
+            with structlog.contextvars.bound_contextvars(entity=act.id.entity, key=act.id.key):
+                await hook(act.instance, act.id.key)
+        except Exception as exc:
+            log.error(
+                "on_passivate_failed",
+                entity=act.id.entity,
+                key=act.id.key,
+                error_type=type(exc).__name__,
+                error=str(exc),
+            )
+        finally:
+            self.working -= 1
+            act.passivating = False
+            if act.mailbox:
+                # Mail came while the hook ran: this instance is done, the next one loads.
+                act.loaded = False
+                self._drive_soon(act)
+            else:
+                self._dropped(act)
+                self._admit_waiting()
+
+    def _dropped(self, act: Activation) -> None:
+        self.activations.remove(act)
+        self.passivated += 1
+        log.debug("actor_passivated", entity=act.id.entity, key=act.id.key)
 
     def start_drivers(self, drivers: TaskGroup) -> None:
         """Start running turns: every activation with mail gets its driver."""
@@ -100,8 +197,9 @@ class Dispatcher:
             self._drive_soon(act)
 
     def _drive_soon(self, act: Activation) -> None:
-        if not act.running and act.mailbox and self.drivers is not None:
+        if not (act.running or act.passivating) and act.mailbox and self.drivers is not None:
             act.running = True
+            self.working += 1
             self.drivers.start_soon(self._drive, act, name=f"actor {act.id}")
 
     async def _drive(self, act: Activation) -> None:
@@ -115,7 +213,15 @@ class Dispatcher:
                     await act.wait_flushed()
                     await self._load(act)
                     continue
+                if not act.hooked:
+                    await self._activate(act)
+                    continue
                 envelope = act.mailbox.popleft()
+                if envelope.record.timer in act.voiding:
+                    # A turn awaiting its commit cancelled this timer: hold it until then.
+                    act.parked.append(envelope)
+                    envelope = None
+                    continue
                 incarnation = act.incarnation
                 if envelope.record.generation == act.generation:
                     result = await run_turn(self._rt, act, envelope)
@@ -136,6 +242,7 @@ class Dispatcher:
                         return
                     continue
                 act.in_flight.append(envelope)
+                act.void(result.voided)
                 envelope = None
                 self.turns += 1
                 self._writer.submit(result)
@@ -144,7 +251,8 @@ class Dispatcher:
             if envelope is not None:
                 act.requeue(envelope)
             act.running = False
-            self.activations.trim()
+            self.working -= 1
+            self._rest_if_idle(act)
 
     async def _load(self, act: Activation) -> None:
         try:
@@ -171,6 +279,7 @@ class Dispatcher:
                 self._answer(act.mailbox.popleft(), exc)
             return
         act.instance = instance
+        act.hooked = act.spec.on_activate is None
         self.activated += 1
         act.generation = record.generation
         act.status = record.status
@@ -184,6 +293,27 @@ class Dispatcher:
         log.debug(
             "actor_activated", entity=act.id.entity, key=act.id.key, generation=record.generation
         )
+
+    async def _activate(self, act: Activation) -> None:
+        """Run the entity's ``on_activate`` hook; on failure the driver backs off and retries."""
+        assert act.spec.on_activate is not None
+        assert act.instance is not None
+        incarnation = act.incarnation
+        try:
+            with structlog.contextvars.bound_contextvars(entity=act.id.entity, key=act.id.key):
+                await act.spec.on_activate(act.instance, act.id.key)
+        except Exception as exc:
+            act.failures += 1
+            log.error(
+                "on_activate_failed",
+                entity=act.id.entity,
+                key=act.id.key,
+                error_type=type(exc).__name__,
+                error=str(exc),
+            )
+            return
+        if act.incarnation == incarnation:
+            act.hooked = True
 
     def _gone(self, envelope: Envelope, actor: ActorId) -> None:
         generation = envelope.record.generation
@@ -201,8 +331,12 @@ class Dispatcher:
 
     def committed(self, item: Item, outcome: WriteOutcome) -> None:
         if isinstance(item, Request):
-            assert isinstance(outcome, AdmitOutcome | EnqueueOutcome)
             item.accepted.set(outcome)
+            if isinstance(outcome, FireOutcome):
+                for message in outcome.messages:
+                    self.deliver(message, None, created=False)
+                return
+            assert isinstance(outcome, AdmitOutcome | EnqueueOutcome)
             if outcome.message is not None:
                 self.deliver(outcome.message, item.reply, outcome.created)
             elif (
@@ -216,6 +350,14 @@ class Dispatcher:
         assert isinstance(outcome, TurnOutcome)
         act = item.activation
         act.committed()
+        act.voided(item.voided, applied=outcome.applied)
+        try:
+            self._turn_committed(item, outcome)
+        finally:
+            self._rest_if_idle(act)
+
+    def _turn_committed(self, item: TurnResult, outcome: TurnOutcome) -> None:
+        act = item.activation
         reply = item.envelope.reply
         if item.reply is READMIT and outcome.readmitted is not None:
             readmitted = outcome.readmitted
@@ -259,7 +401,11 @@ class Dispatcher:
                     status=None if sent.status is None else sent.status.value,
                     sender=str(act.id),
                 )
+        if item.commit.timers:
+            self._rt._timers.alarm.wake_by(min(timer.due_at for timer in item.commit.timers))
         completion = item.commit.completion
+        if outcome.expires_at is not None:
+            self._rt._retention.alarm.wake_by(outcome.expires_at)
         if completion is not None:
             ended = Ending(
                 item.commit.generation, completion.status, completion.result, completion.error
@@ -294,10 +440,13 @@ class Dispatcher:
         for item in self._writer.leftover():
             if isinstance(item, Request):
                 item.accepted.fail(closed)
+        queued = [envelope for entries in self._waiting.values() for envelope, _ in entries]
         for act in self.activations.values():
-            for envelope in (*act.in_flight, *act.mailbox):
-                if envelope.reply is not None:
-                    envelope.reply.fail(closed)
+            queued.extend((*act.in_flight, *act.mailbox))
+        for envelope in queued:
+            if envelope.reply is not None:
+                envelope.reply.fail(closed)
+        self._waiting.clear()
         for waiters in (
             *self._waiters.values(),
             *self._followers.values(),

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 from actors import _codec
 from actors._entity import Entity, EntitySpec
 from actors._future import Future
-from actors.errors import InvalidPayload
 from persistence import ActorId, Status
 
 if TYPE_CHECKING:
@@ -70,15 +69,7 @@ class ActorRef(Generic[E]):
         return hash((self._id, self.generation))
 
     def _message(self, handler: Any, payload: Any) -> tuple[EntitySpec, str, bytes]:
-        spec = self._spec.handler(handler)
-        what = f"payload of {self._spec.name}.{spec.name}"
-        if not spec.takes_payload:
-            if payload is not _codec.NO_PAYLOAD:
-                raise InvalidPayload(what, "no payload", "the handler takes no payload")
-            return self._spec, spec.name, b"null"
-        if payload is _codec.NO_PAYLOAD:
-            raise InvalidPayload(what, _codec.type_name(spec.payload_type), "no payload was given")
-        data, _ = _codec.check(payload, spec.payload_type, what=what)
+        spec, data = self._spec.encode(handler, payload)
         return self._spec, spec.name, data
 
     @overload

@@ -20,15 +20,17 @@ import structlog
 
 from actors import _codec
 from actors._activation import ActivationTable
-from actors._clock import Clock, SystemClock
+from actors._clock import Clock, SystemClock, track
 from actors._config import RuntimeConfig
 from actors._context import Context, read_error_info
 from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
 from actors._mailbox import Dispatcher, storage_error
+from actors._passivation import Passivation
 from actors._refs import ActorRef, StartHandle
 from actors._registry import check_attributes, encode_attributes
-from actors._timers import purge_loop
+from actors._retention import Retention
+from actors._timers import Timers
 from actors._writer import Request, Writer
 from actors.errors import (
     ActorCompleted,
@@ -91,17 +93,25 @@ class RuntimeStatistics:
 
     Attributes:
         activations: actors currently held in memory.
+        peak_activations: the most actors held in memory at once (at most ``max_active``).
         activated: activations created since the runtime opened (fresh or loaded).
+        passivated: activations dropped from memory (idle, or to make room).
         turns: turns run since the runtime opened.
         commits: write transactions committed since the runtime opened.
-        committed_items: admissions, enqueues and turns those transactions carried.
+        committed_items: admissions, enqueues, turns and timer firings those carried.
+        timers_fired: timers fired since the runtime opened.
+        purged: expired actors and kept replies purged from the store.
     """
 
     activations: int
+    peak_activations: int
     activated: int
+    passivated: int
     turns: int
     commits: int
     committed_items: int
+    timers_fired: int
+    purged: int
 
 
 @final
@@ -120,6 +130,22 @@ class Runtime:
         self._writer = Writer(store, clock, max_batch=config.max_batch)
         self._dispatcher = Dispatcher(self, self._writer, ActivationTable(config.max_active))
         self._writer.host = self._dispatcher
+        self._timers = Timers(store, clock, self._writer, batch=config.timer_batch)
+        self._retention = Retention(
+            store,
+            clock,
+            interval=config.purge_interval.total_seconds(),
+            batch=config.purge_batch,
+        )
+        shortest = min(
+            (spec.idle_timeout for spec in self._specs.values() if spec.idle_timeout is not None),
+            default=config.idle_timeout.total_seconds(),
+        )
+        self._passivation = Passivation(
+            clock,
+            self._dispatcher.passivate_idle,
+            min(shortest, config.idle_timeout.total_seconds()),
+        )
 
     @classmethod
     @asynccontextmanager
@@ -180,15 +206,8 @@ class Runtime:
         try:
             async with anyio.create_task_group() as services:
                 await services.start(self._writer.run)
-                await services.start(
-                    lambda task_status: purge_loop(
-                        self._store,
-                        self.clock,
-                        interval=self.config.purge_interval.total_seconds(),
-                        batch=self.config.purge_batch,
-                        task_status=task_status,
-                    )
-                )
+                await services.start(self._retention.run)
+                untrack = track(self.clock, self._quiet)
                 try:
                     async with anyio.create_task_group() as drivers:
                         # Recovery only fills mailboxes; no turn runs until every stored
@@ -196,6 +215,8 @@ class Runtime:
                         # could overtake (and be delivered again with) older stored mail.
                         await self._recover()
                         self._dispatcher.start_drivers(drivers)
+                        await drivers.start(self._timers.run)
+                        await drivers.start(self._passivation.run)
                         log.info("runtime_opened", entities=sorted(self._specs))
                         try:
                             yield
@@ -204,6 +225,7 @@ class Runtime:
                             self._dispatcher.accepting_turns = False
                             drivers.cancel_scope.cancel()
                 finally:
+                    untrack()
                     self._dispatcher.drivers = None
                     self._writer.close()
                     limit = self.config.close_timeout.total_seconds()
@@ -249,12 +271,31 @@ class Runtime:
 
     def statistics(self) -> RuntimeStatistics:
         """A snapshot of the runtime's counters."""
+        dispatcher = self._dispatcher
         return RuntimeStatistics(
-            activations=len(self._dispatcher.activations),
-            activated=self._dispatcher.activated,
-            turns=self._dispatcher.turns,
+            activations=len(dispatcher.activations),
+            peak_activations=dispatcher.activations.peak,
+            activated=dispatcher.activated,
+            passivated=dispatcher.passivated,
+            turns=dispatcher.turns,
             commits=self._writer.batches,
             committed_items=self._writer.items,
+            timers_fired=self._timers.fired,
+            purged=self._retention.purged,
+        )
+
+    def _quiet(self) -> bool:
+        """Whether nothing is under way: no commit, no turn, no service awake.
+
+        A test clock (``actors.testing.VirtualClock``) waits for this after moving time, so
+        that everything due by then has run when ``advance`` returns.
+        """
+        return (
+            self._writer.pending == 0
+            and self._dispatcher.working == 0
+            and not self._timers.alarm.busy
+            and not self._retention.alarm.busy
+            and not self._passivation.alarm.busy
         )
 
     def _spec(self, entity: type[Entity]) -> EntitySpec:

@@ -1,8 +1,11 @@
-"""Retention: the sweep that purges completed actors once their window has passed.
+"""Durable timers: the loop that fires them when they come due.
 
-Expiry itself is exact without the sweep: the store treats a record whose ``expires_at`` has
-passed as absent (a start creates the next generation; reads report it gone). The sweep only
-reclaims the rows, in bounded batches so that it never holds the store for long.
+Timers are stored by the turns that schedule them. This loop sleeps until the earliest due
+time (a commit that schedules an earlier one wakes it), then asks the writer to fire the due
+timers: one store transaction deletes them and stores their messages, and the dispatcher
+delivers those like any other committed message. Going through the writer keeps every
+mailbox in id order; firing in one transaction makes each timer fire once, also across a
+crash (a timer that came due while the process was down fires when it starts).
 """
 
 from __future__ import annotations
@@ -11,29 +14,51 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from actors._alarm import Alarm
 from actors._clock import Clock
-from persistence import Store, StoreError
+from actors._future import Future
+from actors._writer import Request, Writer
+from actors.errors import ActorsError, RuntimeClosed
+from persistence import FireOutcome, FireTimers, Store, StoreError
 
-log = structlog.get_logger("actors.retention")
+log = structlog.get_logger("actors.timers")
+
+_RETRY = 1.0
 
 
-async def purge_loop(
-    store: Store,
-    clock: Clock,
-    *,
-    interval: float,
-    batch: int,
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    task_status.started()
-    while True:
-        await clock.sleep(interval)
+class Timers:
+    def __init__(self, store: Store, clock: Clock, writer: Writer, *, batch: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._writer = writer
+        self._batch = batch
+        self.alarm = Alarm(clock)
+        self.fired = 0
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self.alarm.reset()
+            try:
+                due = await self._store.next_timer_due()
+                if due is not None and due <= self._clock.now():
+                    await self._fire()
+                    continue
+            except RuntimeClosed:
+                return
+            except (StoreError, ActorsError) as exc:
+                log.error("timers_failed", error=str(exc))
+                due = self._clock.now() + _RETRY
+            await self.alarm.sleep_until(due)
+
+    async def _fire(self) -> None:
+        request = Request(item=FireTimers(limit=self._batch), accepted=Future())
         try:
-            purged = batch
-            while purged == batch:
-                purged = await store.purge_expired(now=clock.now(), limit=batch)
-                if purged:
-                    log.info("actors_purged", count=purged)
-                await anyio.lowlevel.checkpoint()
-        except StoreError as exc:
-            log.error("purge_failed", error=str(exc))
+            self._writer.submit(request)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise RuntimeClosed("the runtime is closed") from None
+        outcome = await request.accepted.wait()
+        assert isinstance(outcome, FireOutcome)
+        self.fired += len(outcome.messages)
+        if outcome.messages:
+            log.debug("timers_fired", count=len(outcome.messages))

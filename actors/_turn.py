@@ -50,6 +50,11 @@ class TurnResult:
     reply: Any = None
     error: ActorsError | None = None
 
+    @property
+    def voided(self) -> tuple[str, ...]:
+        """Timers this turn cancels or replaces: a fired message of theirs must not run."""
+        return (*self.commit.cancel_timers, *(timer.name for timer in self.commit.timers))
+
 
 def _result(
     act: Activation,
@@ -154,6 +159,8 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
         completion=completion,
         reply=None if record.idempotency_key is None else StoredReply(reply=data),
         successor=ctx._successor,
+        timers=tuple(ctx._timers.values()),
+        cancel_timers=tuple(ctx._cancelled_timers),
     )
     log.debug(
         "turn_handled",

@@ -20,16 +20,16 @@ from anyio.abc import TaskStatus
 from actors._clock import Clock
 from actors._future import Future
 from actors._turn import TurnResult
-from persistence import Admit, Enqueue, Store, StoreError, WriteOutcome
+from persistence import Admit, Enqueue, FireTimers, Store, StoreError, WriteOutcome
 
 log = structlog.get_logger("actors.writer")
 
 
 @dataclass(slots=True, eq=False)
 class Request:
-    """An admission or enqueue from a caller, who waits on ``accepted``."""
+    """An admission, enqueue or timer firing, whose submitter waits on ``accepted``."""
 
-    item: Admit | Enqueue
+    item: Admit | Enqueue | FireTimers
     accepted: Future[Any]
     reply: Future[Any] | None = None
 
@@ -59,10 +59,13 @@ class Writer:
         self._scope = anyio.CancelScope()
         self.batches = 0
         self.items = 0
+        # Submitted items not yet handed back (committed, failed or dropped).
+        self.pending = 0
 
     def submit(self, item: Item) -> None:
         """Queue ``item`` for the next commit. Raises ``anyio.ClosedResourceError`` once closed."""
         self._send.send_nowait(item)
+        self.pending += 1
 
     def close(self) -> None:
         """Take no more items; ``run`` returns once everything queued is committed."""
@@ -100,7 +103,10 @@ class Writer:
                     batch.append(self._receive.receive_nowait())
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            finally:
+                self.pending -= len(batch)
 
     async def _commit(self, batch: list[Item]) -> None:
         # Turns of an activation reset after a failed commit were built on state that was

@@ -23,9 +23,12 @@ __all__ = [
     "Completion",
     "Enqueue",
     "EnqueueOutcome",
+    "FireOutcome",
+    "FireTimers",
     "MessageKind",
     "MessageRecord",
     "NewMessage",
+    "NewTimer",
     "Status",
     "StoredReply",
     "Successor",
@@ -114,6 +117,8 @@ class MessageRecord:
     created_at: float
     meta: bytes | None = None
     idempotency_key: str | None = None
+    timer: str | None = None
+    """For a ``timer`` message: the name of the timer that fired it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,6 +206,22 @@ class Successor:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NewTimer:
+    """A durable timer a turn schedules for its own actor.
+
+    At ``due_at`` (wall-clock seconds) a :class:`FireTimers` moves it into the mailbox as a
+    ``timer`` message for ``handler`` with ``payload``. ``name`` is unique per actor: a timer
+    scheduled under a name that is pending replaces it, and drops its message if it has
+    fired and is still unhandled.
+    """
+
+    name: str
+    due_at: float
+    handler: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TurnCommit:
     """Everything one turn did, applied together with the consumption of its message.
 
@@ -212,6 +233,10 @@ class TurnCommit:
     to the batch time and ``expires_at`` to that plus the actor's retention. A ``successor``
     replaces the (now ended) generation by the next one, with its first message, and
     ``readmit`` is applied as an ``Admit`` after everything else.
+
+    Timers: ``cancel_timers`` are deleted first (with their fired, unhandled messages), then
+    ``timers`` are stored for the turn's generation. A completion deletes every timer of the
+    actor and their unhandled messages: an ended generation has no future.
     """
 
     actor: ActorId
@@ -225,6 +250,21 @@ class TurnCommit:
     reply: StoredReply | None = None
     successor: Successor | None = None
     readmit: Admit | None = None
+    timers: Sequence[NewTimer] = ()
+    cancel_timers: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FireTimers:
+    """Fire up to ``limit`` timers due at the batch time, earliest first.
+
+    Each fired timer is deleted and its message stored (kind ``timer``, with the timer's
+    name, for the generation that scheduled it), atomically: a timer fires once. Ties in
+    ``due_at`` fire in scheduling order. A timer whose generation is no longer the active one
+    is deleted without firing.
+    """
+
+    limit: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,16 +299,28 @@ class EnqueueOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnOutcome:
-    """What a :class:`TurnCommit` did; ``outgoing`` pairs with the commit's ``outgoing``."""
+    """What a :class:`TurnCommit` did; ``outgoing`` pairs with the commit's ``outgoing``.
+
+    ``expires_at`` is when what the turn kept (its completed record, or the reply kept for an
+    idempotency key) expires, if it kept anything.
+    """
 
     applied: bool
     outgoing: Sequence[EnqueueOutcome] = ()
     successor: MessageRecord | None = None
     readmitted: AdmitOutcome | None = None
+    expires_at: float | None = None
 
 
-WriteItem = Admit | Enqueue | TurnCommit
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FireOutcome:
+    """What a :class:`FireTimers` did: the messages of the timers it fired, in firing order."""
+
+    messages: Sequence[MessageRecord]
+
+
+WriteItem = Admit | Enqueue | TurnCommit | FireTimers
 """One item of a write batch."""
 
-WriteOutcome = AdmitOutcome | EnqueueOutcome | TurnOutcome
+WriteOutcome = AdmitOutcome | EnqueueOutcome | TurnOutcome | FireOutcome
 """What a store did with one item of a write batch."""

@@ -12,6 +12,7 @@ current); it never decides what a message means.
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,9 +33,12 @@ from persistence.records import (
     AttributeValue,
     Enqueue,
     EnqueueOutcome,
+    FireOutcome,
+    FireTimers,
     MessageKind,
     MessageRecord,
     NewMessage,
+    NewTimer,
     Status,
     StoredReply,
     TurnCommit,
@@ -64,15 +68,24 @@ WHERE entity = ? AND key = ? AND generation = ?
 """
 _INSERT_MESSAGE = """
 INSERT INTO messages (id, entity, key, generation, kind, handler, payload, created_at, meta,
-                      idempotency_key)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      idempotency_key, timer)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+_INSERT_TIMER = """
+INSERT INTO timers (entity, key, name, generation, due_at, handler, payload, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_DUE_TIMERS = """
+SELECT id, entity, key, name, generation, handler, payload FROM timers
+WHERE due_at <= ? ORDER BY due_at, id LIMIT ?
+"""
+_UNHANDLED_TIMER_MESSAGES = "DELETE FROM messages WHERE entity = ? AND key = ? AND done = 0"
 _KEEP_REPLY = """
 UPDATE messages SET done = 1, reply = ?, reply_error = ?, expires_at = ? WHERE id = ?
 """
 _DUPLICATE = MessageKind.DUPLICATE.value
 _MESSAGE_COLUMNS = (
-    "id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key"
+    "id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key, timer"
 )
 _UPSERT_ATTRIBUTE = """
 INSERT INTO attributes (entity, key, name, value_type, value) VALUES (?, ?, ?, ?, ?)
@@ -98,6 +111,16 @@ class _Row:
         return self.expires_at is None or self.expires_at > now
 
 
+@dataclass(frozen=True, slots=True)
+class _DueTimer:
+    id: int
+    actor: ActorId
+    name: str
+    generation: int
+    handler: str
+    payload: bytes
+
+
 @dataclass(slots=True)
 class _Handled:
     """A message stored under an idempotency key, and its reply once handled."""
@@ -108,7 +131,7 @@ class _Handled:
 
 
 def _message(row: Sequence[Any]) -> MessageRecord:
-    mid, entity, key, gen, kind, handler, payload, created, meta, idem = row[:10]
+    mid, entity, key, gen, kind, handler, payload, created, meta, idem, timer = row[:11]
     return MessageRecord(
         id=mid,
         entity=entity,
@@ -120,6 +143,7 @@ def _message(row: Sequence[Any]) -> MessageRecord:
         created_at=created,
         meta=meta,
         idempotency_key=idem,
+        timer=timer,
     )
 
 
@@ -132,6 +156,7 @@ class _Batch:
         handled: dict[tuple[ActorId, str], _Handled],
         next_id: int,
         max_purged: int,
+        due: Iterable[_DueTimer] = (),
     ) -> None:
         self.rows = rows
         self.handled = handled
@@ -146,6 +171,15 @@ class _Batch:
         self.consumed: list[tuple[int]] = []
         self.kept: list[tuple[bytes | None, bytes | None, float, int]] = []
         self.attributes: dict[ActorId, dict[str, object]] = {}
+        # Timers: due ones read before the batch, and what the batch does to timers.
+        self.due = deque(due)
+        self.timer_clears: list[tuple[str, str]] = []
+        self.timer_cancels: list[tuple[str, str, str]] = []
+        self.timers_fired: list[tuple[int]] = []
+        self.timer_inserts: dict[tuple[ActorId, str], tuple[Any, ...]] = {}
+        # Stored timers this batch has replaced, cancelled or cleared: they must not fire.
+        self.timers_changed: set[tuple[ActorId, str]] = set()
+        self.timers_cleared: set[ActorId] = set()
 
     def create(self, actor: ActorId, init: ActorInit, now: float) -> _Row:
         old = self.rows.get(actor)
@@ -161,13 +195,22 @@ class _Batch:
             ]
             for key in [k for k in self.handled if k[0] == actor]:
                 self.forget(self.handled[key].record.id)
+            self._drop_batch_timers(actor)
         row = _Row(generation, Status.ACTIVE, init.retention, None, None, None, None)
         self.rows[actor] = row
         self.upserts.append((actor.entity, actor.key, generation, init.retention, now, now))
         self.attributes[actor] = dict(init.attributes)
         return row
 
-    def insert(self, actor: ActorId, generation: int, msg: NewMessage, now: float) -> MessageRecord:
+    def insert(
+        self,
+        actor: ActorId,
+        generation: int,
+        msg: NewMessage,
+        now: float,
+        *,
+        timer: str | None = None,
+    ) -> MessageRecord:
         record = MessageRecord(
             id=self.next_id,
             entity=actor.entity,
@@ -179,6 +222,7 @@ class _Batch:
             created_at=now,
             meta=msg.meta,
             idempotency_key=msg.idempotency_key,
+            timer=timer,
         )
         self.next_id += 1
         self.inserts.append(
@@ -193,12 +237,72 @@ class _Batch:
                 now,
                 msg.meta,
                 msg.idempotency_key,
+                timer,
             )
         )
         if msg.idempotency_key is not None:
             self.handled[(actor, msg.idempotency_key)] = _Handled(record, None, None)
             self.keyed[record.id] = (actor, msg.idempotency_key)
         return record
+
+    def _drop_batch_timers(self, actor: ActorId, name: str | None = None) -> None:
+        """Forget the timers (one, or all) this batch scheduled or fired for ``actor``."""
+        for key in [k for k in self.timer_inserts if k[0] == actor and name in (None, k[1])]:
+            del self.timer_inserts[key]
+        self.inserts = [
+            r
+            for r in self.inserts
+            if r[10] is None
+            or (r[1], r[2]) != (actor.entity, actor.key)
+            or name not in (None, r[10])
+        ]
+
+    def cancel_timer(self, actor: ActorId, name: str) -> None:
+        """Delete the timer ``name`` of ``actor`` and its message if fired and unhandled."""
+        self.timer_cancels.append((actor.entity, actor.key, name))
+        self.timers_changed.add((actor, name))
+        self._drop_batch_timers(actor, name)
+
+    def clear_timers(self, actor: ActorId) -> None:
+        """Delete every timer of ``actor``, and the messages of those fired and unhandled."""
+        self.timer_clears.append((actor.entity, actor.key))
+        self.timers_cleared.add(actor)
+        self._drop_batch_timers(actor)
+
+    def schedule(self, actor: ActorId, generation: int, timer: NewTimer, now: float) -> None:
+        self.cancel_timer(actor, timer.name)
+        self.timer_inserts[(actor, timer.name)] = (
+            actor.entity,
+            actor.key,
+            timer.name,
+            generation,
+            timer.due_at,
+            timer.handler,
+            timer.payload,
+            now,
+        )
+
+    def fire(self, item: FireTimers, now: float) -> FireOutcome:
+        fired: list[MessageRecord] = []
+        for _ in range(min(item.limit, len(self.due))):
+            timer = self.due.popleft()
+            actor = timer.actor
+            if (actor, timer.name) in self.timers_changed or actor in self.timers_cleared:
+                continue  # the statements that changed it delete the stored row
+            self.timers_fired.append((timer.id,))
+            row = self.rows.get(actor)
+            if (
+                row is None
+                or not row.live(now)
+                or row.status is not Status.ACTIVE
+                or row.generation != timer.generation
+            ):
+                continue  # its generation has ended: it is dropped without firing
+            message = NewMessage(
+                kind=MessageKind.TIMER, handler=timer.handler, payload=timer.payload
+            )
+            fired.append(self.insert(actor, timer.generation, message, now, timer=timer.name))
+        return FireOutcome(messages=fired)
 
     def forget(self, message_id: int) -> None:
         """The idempotency key that ``message_id`` held (if any) is free again."""
@@ -278,6 +382,7 @@ class _Batch:
             self.consume(item.consumed)
             readmit = None if item.readmit is None else self.admit(item.readmit, now)
             return TurnOutcome(applied=False, readmitted=readmit)
+        expires: float | None = None
         if item.reply is None:
             self.consume(item.consumed)
         else:
@@ -287,12 +392,19 @@ class _Batch:
             if idem_key is not None:
                 seen = self.handled[idem_key]
                 seen.reply, seen.expires_at = item.reply, expires
+        for name in item.cancel_timers:
+            self.cancel_timer(item.actor, name)
+        if item.completion is not None:
+            self.clear_timers(item.actor)
+        else:
+            for timer in item.timers:
+                self.schedule(item.actor, item.generation, timer, now)
         if item.completion is not None:
             row.status = item.completion.status
             row.result = item.completion.result
             row.error = item.completion.error
             row.completed_at = now
-            row.expires_at = now + row.retention
+            row.expires_at = expires = now + row.retention
         key = (item.actor, item.generation)
         previous = self.updates.get(key)
         # Pipelined turns of one actor may share a batch: the last state written wins.
@@ -320,7 +432,11 @@ class _Batch:
             successor = self.insert(item.actor, row.generation, item.successor.message, now)
         readmitted = None if item.readmit is None else self.admit(item.readmit, now)
         return TurnOutcome(
-            applied=True, outgoing=outgoing, successor=successor, readmitted=readmitted
+            applied=True,
+            outgoing=outgoing,
+            successor=successor,
+            readmitted=readmitted,
+            expires_at=expires,
         )
 
     def attribute_statements(
@@ -340,6 +456,8 @@ class _Batch:
 
 def _touched(items: Iterable[WriteItem]) -> Iterator[ActorId]:
     for item in items:
+        if isinstance(item, FireTimers):
+            continue
         yield item.actor
         if isinstance(item, TurnCommit):
             yield from (out.actor for out in item.outgoing)
@@ -349,7 +467,7 @@ def _touched(items: Iterable[WriteItem]) -> Iterator[ActorId]:
 
 def _idempotency_keys(items: Iterable[WriteItem]) -> Iterator[tuple[ActorId, str]]:
     for item in items:
-        if isinstance(item, Admit):
+        if isinstance(item, Admit | FireTimers):
             continue
         for enqueue in [item] if isinstance(item, Enqueue) else item.outgoing:
             if enqueue.message.idempotency_key is not None:
@@ -459,19 +577,34 @@ class SQLiteStore:
         async with self._op(write=True):
             async with self._conn.execute("SELECT name, value FROM meta") as cursor:
                 meta = {name: int(value) for name, value in await cursor.fetchall()}
-            rows = await self._rows(set(_touched(items)))
+            due = await self._due_timers(items, now)
+            rows = await self._rows({*_touched(items), *(timer.actor for timer in due)})
             handled = await self._handled(set(_idempotency_keys(items)))
-            batch = _Batch(rows, handled, meta["next_message_id"], meta["max_purged_generation"])
+            batch = _Batch(
+                rows, handled, meta["next_message_id"], meta["max_purged_generation"], due
+            )
             outcomes: list[WriteOutcome] = []
             for item in items:
                 if isinstance(item, Admit):
                     outcomes.append(batch.admit(item, now))
                 elif isinstance(item, Enqueue):
                     outcomes.append(batch.enqueue(item, now))
+                elif isinstance(item, FireTimers):
+                    outcomes.append(batch.fire(item, now))
                 else:
                     outcomes.append(batch.commit_turn(item, now))
             await self._apply(batch, meta["next_message_id"])
         return outcomes
+
+    async def _due_timers(self, items: Sequence[WriteItem], now: float) -> list[_DueTimer]:
+        limit = sum(item.limit for item in items if isinstance(item, FireTimers))
+        if limit <= 0:
+            return []
+        async with self._conn.execute(_DUE_TIMERS, (now, limit)) as cursor:
+            return [
+                _DueTimer(tid, ActorId(entity=entity, key=key), name, gen, handler, payload)
+                for tid, entity, key, name, gen, handler, payload in await cursor.fetchall()
+            ]
 
     async def _rows(self, actors: set[ActorId]) -> dict[ActorId, _Row]:
         ordered = sorted(actors)
@@ -515,7 +648,7 @@ class SQLiteStore:
             async with self._conn.execute(sql, params) as cursor:
                 for row in await cursor.fetchall():
                     record = _message(row)
-                    done, reply, error, expires = row[10:]
+                    done, reply, error, expires = row[11:]
                     stored = StoredReply(reply=reply, error=error) if done else None
                     actor = ActorId(entity=record.entity, key=record.key)
                     idem = str(record.idempotency_key)
@@ -535,11 +668,29 @@ class SQLiteStore:
             f"DELETE FROM messages WHERE entity = ? AND key = ?{keep}", actors
         )
         await self._conn.executemany("DELETE FROM attributes WHERE entity = ? AND key = ?", actors)
+        await self._conn.executemany("DELETE FROM timers WHERE entity = ? AND key = ?", actors)
 
     async def _apply(self, batch: _Batch, first_id: int) -> None:
         conn = self._conn
         if batch.reset_actors:
             await self._drop_owned(batch.reset_actors, keep_duplicates=True)
+        if batch.timer_clears:
+            await conn.executemany(
+                "DELETE FROM timers WHERE entity = ? AND key = ?", batch.timer_clears
+            )
+            await conn.executemany(
+                f"{_UNHANDLED_TIMER_MESSAGES} AND timer IS NOT NULL", batch.timer_clears
+            )
+        if batch.timer_cancels:
+            await conn.executemany(
+                "DELETE FROM timers WHERE entity = ? AND key = ? AND name = ?",
+                batch.timer_cancels,
+            )
+            await conn.executemany(
+                f"{_UNHANDLED_TIMER_MESSAGES} AND timer = ?", batch.timer_cancels
+            )
+        if batch.timers_fired:
+            await conn.executemany("DELETE FROM timers WHERE id = ?", batch.timers_fired)
         if batch.upserts:
             await conn.executemany(_UPSERT_ACTOR, batch.upserts)
         if batch.updates:
@@ -550,6 +701,8 @@ class SQLiteStore:
             await conn.executemany(_KEEP_REPLY, batch.kept)
         if batch.inserts:
             await conn.executemany(_INSERT_MESSAGE, batch.inserts)
+        if batch.timer_inserts:
+            await conn.executemany(_INSERT_TIMER, batch.timer_inserts.values())
         upserts, removals = batch.attribute_statements()
         if upserts:
             await conn.executemany(_UPSERT_ATTRIBUTE, upserts)
@@ -615,6 +768,21 @@ class SQLiteStore:
         ):
             rows = await cursor.fetchall()
         return [ActorId(entity=entity, key=key) for entity, key in rows]
+
+    async def next_timer_due(self) -> float | None:
+        return await self._scalar("SELECT min(due_at) FROM timers")
+
+    async def next_expiry(self) -> float | None:
+        return await self._scalar(
+            "SELECT min(e) FROM ("
+            " SELECT min(expires_at) AS e FROM actors WHERE expires_at IS NOT NULL"
+            " UNION ALL SELECT min(expires_at) FROM messages WHERE expires_at IS NOT NULL)"
+        )
+
+    async def _scalar(self, sql: str) -> float | None:
+        async with self._op(), self._conn.execute(sql) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     async def purge_expired(self, *, now: float, limit: int) -> int:
         async with self._op(write=True):

@@ -37,8 +37,17 @@ class Store(Protocol):
 
         Returns:
             One outcome per item, in order: ``AdmitOutcome`` for ``Admit``, ``EnqueueOutcome``
-            for ``Enqueue``, ``TurnOutcome`` for ``TurnCommit``.
+            for ``Enqueue``, ``TurnOutcome`` for ``TurnCommit``, ``FireOutcome`` for
+            ``FireTimers``.
         """
+        ...
+
+    async def next_timer_due(self) -> float | None:
+        """The earliest ``due_at`` of any stored timer, or ``None`` if there is none."""
+        ...
+
+    async def next_expiry(self) -> float | None:
+        """The earliest ``expires_at`` of a terminal actor or a kept reply, or ``None``."""
         ...
 
     async def load_actor(self, actor: ActorId) -> ActorRecord | None:
