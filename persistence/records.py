@@ -235,8 +235,10 @@ class TurnCommit:
     ``readmit`` is applied as an ``Admit`` after everything else.
 
     Timers: ``cancel_timers`` are deleted first (with their fired, unhandled messages), then
-    ``timers`` are stored for the turn's generation. A completion deletes every timer of the
-    actor and their unhandled messages: an ended generation has no future.
+    ``timers`` are stored for the turn's generation (of two with one name, the last). A
+    completion deletes every timer of the actor and their unhandled messages, and the
+    completing turn's ``timers`` are not stored: an ended generation has no future. Nor are
+    the ``timers`` of a turn of a generation that had already ended.
     """
 
     actor: ActorId
@@ -261,7 +263,9 @@ class FireTimers:
     Each fired timer is deleted and its message stored (kind ``timer``, with the timer's
     name, for the generation that scheduled it), atomically: a timer fires once. Ties in
     ``due_at`` fire in scheduling order. A timer whose generation is no longer the active one
-    is deleted without firing.
+    is deleted without firing. Each timer looked at counts against ``limit``, fired or not,
+    so fewer than ``limit`` may fire while more are due: call again while
+    ``next_timer_due()`` is due.
     """
 
     limit: int
@@ -314,7 +318,11 @@ class TurnOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FireOutcome:
-    """What a :class:`FireTimers` did: the messages of the timers it fired, in firing order."""
+    """What a :class:`FireTimers` did: the messages it stored, in firing order.
+
+    A message that a later item of the same batch took back (its timer cancelled or replaced,
+    or its actor's generation ended) was not stored and is not listed.
+    """
 
     messages: Sequence[MessageRecord]
 

@@ -176,7 +176,10 @@ class _Batch:
         self.timer_clears: list[tuple[str, str]] = []
         self.timer_cancels: list[tuple[str, str, str]] = []
         self.timers_fired: list[tuple[int]] = []
-        self.timer_inserts: dict[tuple[ActorId, str], tuple[Any, ...]] = {}
+        self.timer_inserts: dict[ActorId, dict[str, tuple[Any, ...]]] = {}
+        # Timer messages this batch fired, by actor: later items may still take them back.
+        self.fired: dict[ActorId, list[MessageRecord]] = {}
+        self.fired_outcomes: list[list[MessageRecord]] = []
         # Stored timers this batch has replaced, cancelled or cleared: they must not fire.
         self.timers_changed: set[tuple[ActorId, str]] = set()
         self.timers_cleared: set[ActorId] = set()
@@ -247,15 +250,22 @@ class _Batch:
 
     def _drop_batch_timers(self, actor: ActorId, name: str | None = None) -> None:
         """Forget the timers (one, or all) this batch scheduled or fired for ``actor``."""
-        for key in [k for k in self.timer_inserts if k[0] == actor and name in (None, k[1])]:
-            del self.timer_inserts[key]
-        self.inserts = [
-            r
-            for r in self.inserts
-            if r[10] is None
-            or (r[1], r[2]) != (actor.entity, actor.key)
-            or name not in (None, r[10])
-        ]
+        scheduled = self.timer_inserts.get(actor)
+        if scheduled is not None:
+            if name is None:
+                scheduled.clear()
+            else:
+                scheduled.pop(name, None)
+        fired = self.fired.get(actor)
+        if not fired:
+            return
+        gone = {m.id for m in fired if name in (None, m.timer)}
+        if not gone:
+            return
+        self.fired[actor] = [m for m in fired if m.id not in gone]
+        self.inserts = [r for r in self.inserts if r[0] not in gone]
+        for outcome in self.fired_outcomes:
+            outcome[:] = [m for m in outcome if m.id not in gone]
 
     def cancel_timer(self, actor: ActorId, name: str) -> None:
         """Delete the timer ``name`` of ``actor`` and its message if fired and unhandled."""
@@ -271,7 +281,7 @@ class _Batch:
 
     def schedule(self, actor: ActorId, generation: int, timer: NewTimer, now: float) -> None:
         self.cancel_timer(actor, timer.name)
-        self.timer_inserts[(actor, timer.name)] = (
+        self.timer_inserts.setdefault(actor, {})[timer.name] = (
             actor.entity,
             actor.key,
             timer.name,
@@ -284,6 +294,7 @@ class _Batch:
 
     def fire(self, item: FireTimers, now: float) -> FireOutcome:
         fired: list[MessageRecord] = []
+        self.fired_outcomes.append(fired)  # later items of the batch may take some back
         for _ in range(min(item.limit, len(self.due))):
             timer = self.due.popleft()
             actor = timer.actor
@@ -301,7 +312,9 @@ class _Batch:
             message = NewMessage(
                 kind=MessageKind.TIMER, handler=timer.handler, payload=timer.payload
             )
-            fired.append(self.insert(actor, timer.generation, message, now, timer=timer.name))
+            record = self.insert(actor, timer.generation, message, now, timer=timer.name)
+            fired.append(record)
+            self.fired.setdefault(actor, []).append(record)
         return FireOutcome(messages=fired)
 
     def forget(self, message_id: int) -> None:
@@ -396,7 +409,7 @@ class _Batch:
             self.cancel_timer(item.actor, name)
         if item.completion is not None:
             self.clear_timers(item.actor)
-        else:
+        elif row.status is Status.ACTIVE:  # an ended generation has no future to schedule
             for timer in item.timers:
                 self.schedule(item.actor, item.generation, timer, now)
         if item.completion is not None:
@@ -701,8 +714,9 @@ class SQLiteStore:
             await conn.executemany(_KEEP_REPLY, batch.kept)
         if batch.inserts:
             await conn.executemany(_INSERT_MESSAGE, batch.inserts)
-        if batch.timer_inserts:
-            await conn.executemany(_INSERT_TIMER, batch.timer_inserts.values())
+        timers = [row for named in batch.timer_inserts.values() for row in named.values()]
+        if timers:
+            await conn.executemany(_INSERT_TIMER, timers)
         upserts, removals = batch.attribute_statements()
         if upserts:
             await conn.executemany(_UPSERT_ATTRIBUTE, upserts)

@@ -14,9 +14,12 @@ from persistence import (
     ActorId,
     ActorInit,
     Admit,
+    FireOutcome,
+    FireTimers,
     InvalidStoreUrl,
     MessageKind,
     NewMessage,
+    NewTimer,
     SchemaTooNew,
     StoreError,
     TurnCommit,
@@ -102,6 +105,75 @@ async def test_a_version_one_store_is_upgraded_in_place_with_its_data_intact(
         finally:
             await upgraded.close()
         assert "attributes" in tables(db_path)
+
+
+async def test_a_version_three_store_is_upgraded_to_timers_with_its_messages_readable(
+    db_path: Path,
+) -> None:
+    """G4: the timers migration keeps every stored message readable, and timers then work."""
+    with anyio.fail_after(LIMIT):
+        old = await SQLiteStore.open(str(db_path), schema_version=3)
+        try:
+            assert await old.schema_version() == 3
+        finally:
+            await old.close()
+        # What a version-3 release left behind: an actor with a pending duplicate (with its
+        # metadata), a pending request under an idempotency key, and a handled one whose reply
+        # is kept. Written as raw SQL because today's code writes the timer column.
+        with closing(sqlite3.connect(db_path)) as conn, conn:
+            conn.execute(
+                "INSERT INTO actors (entity, key, generation, status, state, retention,"
+                " created_at, updated_at) VALUES (?, ?, 1, 'active', ?, 30.0, 1.0, 2.0)",
+                (A.entity, A.key, b"state"),
+            )
+            conn.executemany(
+                "INSERT INTO messages (id, entity, key, generation, kind, handler, payload,"
+                " created_at, meta, idempotency_key, done, reply, expires_at)"
+                " VALUES (?, ?, ?, 1, ?, ?, ?, 1.0, ?, ?, ?, ?, ?)",
+                [
+                    (2, A.entity, A.key, "duplicate", "charge", b"d", b"m", None, 0, None, None),
+                    (3, A.entity, A.key, "request", "add", b"r", None, "k1", 0, None, None),
+                    (4, A.entity, A.key, "request", "add", b"h", None, "k2", 1, b"42", 31.0),
+                ],
+            )
+            conn.execute("UPDATE meta SET value = 5 WHERE name = 'next_message_id'")
+        assert "timers" not in tables(db_path)
+
+        upgraded = await SQLiteStore.open(str(db_path))
+        try:
+            assert await upgraded.schema_version() == SHIPPED
+            mailbox = await upgraded.load_mailbox(A)
+            assert [
+                (m.id, m.kind, m.handler, m.payload, m.meta, m.idempotency_key, m.timer)
+                for m in mailbox
+            ] == [
+                (2, MessageKind.DUPLICATE, "charge", b"d", b"m", None, None),
+                (3, MessageKind.REQUEST, "add", b"r", None, "k1", None),
+            ]
+            assert await upgraded.next_expiry() == 31.0
+            assert await upgraded.next_timer_due() is None
+            [turn] = await upgraded.write(
+                [
+                    TurnCommit(
+                        actor=A,
+                        generation=1,
+                        consumed=2,
+                        timers=[NewTimer(name="t", due_at=5.0, handler="h", payload=b"p")],
+                    )
+                ],
+                now=3.0,
+            )
+            assert isinstance(turn, TurnOutcome)
+            assert turn.applied
+            assert await upgraded.next_timer_due() == 5.0
+            [firing] = await upgraded.write([FireTimers(limit=10)], now=5.0)
+            assert isinstance(firing, FireOutcome)
+            [message] = firing.messages
+            assert (message.id, message.kind, message.timer) == (5, MessageKind.TIMER, "t")
+            assert [m.id for m in await upgraded.load_mailbox(A)] == [3, 5]
+        finally:
+            await upgraded.close()
+        assert "timers" in tables(db_path)
 
 
 async def test_reopening_a_current_store_keeps_its_version_and_data(db_path: Path) -> None:
