@@ -6,6 +6,7 @@ must stay a type error (``warn_unused_ignores`` fails the check if one stops bei
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, assert_type
 
 from actors import ActorRef, Context, Duplicate, Runtime, StartHandle, Status
@@ -40,3 +41,13 @@ class TypedPolicy(Payment):
         if dup.payload.amount < 0:
             return ctx.supersede()
         return ctx.reply_on_completion()
+
+
+def timers(ctx: Context) -> None:
+    """``schedule`` checks the payload against the handler, positionally or by keyword."""
+    later = timedelta(minutes=5)
+    assert_type(ctx.schedule(Counter.add, 5, after=later), str)
+    assert_type(ctx.schedule(handler=Counter.add, payload=5, after=later, name="n"), str)
+    assert_type(ctx.schedule(Counter.get, at=datetime(2027, 1, 1, tzinfo=UTC)), str)
+    ctx.cancel_timer("n")
+    ctx.schedule(Counter.add, "five", after=later)  # type: ignore[arg-type]
