@@ -119,6 +119,15 @@ class VirtualClock:
         return untrack
 
     async def _settle(self) -> None:
+        try:
+            await self._until_quiet()
+        except TimeoutError:
+            raise TimeoutError(
+                f"the runtime did not finish its due work within {_SETTLE_LIMIT:g} s of real "
+                "time (does a handler wait on the clock, or on something that never comes?)"
+            ) from None
+
+    async def _until_quiet(self) -> None:
         with anyio.fail_after(_SETTLE_LIMIT):
             calm = 0
             while calm < 3:

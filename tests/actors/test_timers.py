@@ -302,3 +302,28 @@ async def test_timer_batches_are_bounded_by_timer_batch() -> None:
         await clock.advance(timedelta(seconds=5))
         assert await rt.ref(Alarm, "a").ask(Alarm.rang) == [f"t{i}" for i in range(30)]
         assert rt.statistics().commits - commits >= 30 // 7
+
+
+class Sleeper(Entity):
+    """A handler that waits on the virtual clock: it can never finish under advance()."""
+
+    name = "sleeper"
+    clock: VirtualClock | None = None
+
+    @handler
+    async def nap(self, ctx: Context) -> None:
+        assert Sleeper.clock is not None
+        await Sleeper.clock.sleep(60)
+
+
+async def test_advance_reports_a_runtime_that_never_settles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler waiting on the virtual clock cannot finish: advance says so, it does not hang."""
+    monkeypatch.setattr("actors.testing._SETTLE_LIMIT", 0.2)
+    clock = Sleeper.clock = VirtualClock(T0)
+    async with running("sqlite:///:memory:", Sleeper, clock=clock) as rt:
+        await rt.ref(Sleeper, "s").tell(Sleeper.nap)
+        with pytest.raises(TimeoutError, match="did not finish its due work"):
+            await clock.advance(timedelta(seconds=1))
+        # Closing cancels the nap.
