@@ -53,9 +53,11 @@ class Entity:
     Optional lifecycle hooks, ``async def on_activate(self, key: str) -> None`` and
     ``async def on_passivate(self, key: str) -> None``, run when the actor is brought into
     memory (before its first turn there) and when it is dropped from memory (idle, or evicted
-    by ``max_active``). They are for in-memory resources: what they change is not persisted.
-    An exception in ``on_activate`` delays the actor's turns (retried with backoff); one in
-    ``on_passivate`` is logged.
+    by ``max_active``). They are for in-memory resources (caches, connections). Leave
+    ``self.state`` alone in them: a change there is no turn of its own, and would be saved
+    with whichever turn comes next. ``on_passivate`` does not run when the runtime closes or
+    the process dies. An exception in ``on_activate`` delays the actor's turns (retried with
+    backoff); one in ``on_passivate`` is logged.
 
     The runtime constructs instances without arguments; users never do.
     """

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar, final, overload
 
 import anyio
 import structlog
+from anyio.abc import TaskGroup
 
 from actors import _codec
 from actors._activation import ActivationTable
@@ -127,6 +128,7 @@ class Runtime:
         self.clock = clock
         self.config = config
         self._closed = False
+        self._services: TaskGroup | None = None
         self._writer = Writer(store, clock, max_batch=config.max_batch)
         self._dispatcher = Dispatcher(self, self._writer, ActivationTable(config.max_active))
         self._writer.host = self._dispatcher
@@ -205,6 +207,7 @@ class Runtime:
     async def _running(self) -> AsyncIterator[None]:
         try:
             async with anyio.create_task_group() as services:
+                self._services = services
                 await services.start(self._writer.run)
                 await services.start(self._retention.run)
                 untrack = track(self.clock, self._quiet)
@@ -579,7 +582,10 @@ class Runtime:
         self, ref: ActorRef[Any], what: str, timeout: timedelta | None
     ) -> AbstractContextManager[None]:
         limit = timeout if timeout is not None else self.config.ask_timeout
-        return _deadline(None if limit is None else limit.total_seconds(), f"{what} on {ref._id}")
+        seconds = None if limit is None else limit.total_seconds()
+        if isinstance(self.clock, SystemClock) or self._services is None:
+            return _deadline(seconds, f"{what} on {ref._id}")
+        return _clock_deadline(self.clock, self._services, seconds, f"{what} on {ref._id}")
 
     async def _record(self, ref: ActorRef[Any]) -> ActorRecord:
         if self._closed:
@@ -677,3 +683,35 @@ def _deadline(seconds: float | None, what: str) -> Iterator[None]:
         if isinstance(exc, AskTimeout):
             raise
         raise AskTimeout(f"no answer to {what} within {seconds:g} s") from None
+
+
+@contextmanager
+def _clock_deadline(
+    clock: Clock, services: TaskGroup, seconds: float | None, what: str
+) -> Iterator[None]:
+    """:func:`_deadline` on an injected clock (a test's virtual clock, say).
+
+    The clock's sleep runs in a runtime service task, which cancels the caller's scope when
+    it ends; the caller's own task never leaves its scope, so its exceptions stay its own.
+    """
+    if seconds is None:
+        yield
+        return
+    expired = False
+    ringer = anyio.CancelScope()
+
+    async def ring() -> None:
+        nonlocal expired
+        with ringer:
+            await clock.sleep(seconds)
+            expired = True
+            scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        services.start_soon(ring)
+        try:
+            yield
+        finally:
+            ringer.cancel()
+    if expired and scope.cancelled_caught:
+        raise AskTimeout(f"no answer to {what} within {seconds:g} s")

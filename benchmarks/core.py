@@ -40,6 +40,12 @@ async def _bounded(jobs: list[Callable[[], Awaitable[None]]]) -> None:
             tg.start_soon(run, job)
 
 
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """The p50 and p99 of latency ``samples`` (milliseconds)."""
+    ordered = sorted(samples)
+    return {"p50_ms": ordered[len(ordered) // 2], "p99_ms": ordered[int(len(ordered) * 0.99)]}
+
+
 async def serialized_entities(url: str) -> dict[str, float]:
     """W2: 10 keys x 2,000 add(1) asks from 64 callers; checks counters and permutations."""
     replies: defaultdict[str, list[int]] = defaultdict(list)
@@ -69,8 +75,7 @@ async def hot_key_latency(url: str) -> dict[str, float]:
             started = time.perf_counter()
             await ref.ask(Counter.add, 1)
             samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)]}
+    return percentiles(samples)
 
 
 async def dedupe_storm(url: str) -> dict[str, float]:
@@ -106,19 +111,36 @@ WORKLOADS = {
 }
 
 
-async def main(runs: int) -> None:
+Workload = Callable[[str], Awaitable[dict[str, float]]]
+"""A workload: given a fresh SQLite URL, run once and return its figures by name."""
+
+
+def quiet_logging() -> None:
+    """Keep the runtime's info logs out of the printed figures."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+async def medians(workload: Workload, runs: int) -> dict[str, float]:
+    """Run ``workload`` ``runs`` times, each on a fresh SQLite file; the median of each figure."""
+    results: defaultdict[str, list[float]] = defaultdict(list)
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as folder:
+            figures = await workload(f"sqlite:///{Path(folder) / 'bench.db'}")
+        for metric, value in figures.items():
+            results[metric].append(value)
+    return {metric: statistics.median(values) for metric, values in results.items()}
+
+
+def report(name: str, runs: int, figures: dict[str, float]) -> None:
+    """Print one workload's line: its name, then each figure."""
+    line = ", ".join(f"{metric} {value:,.2f}" for metric, value in figures.items())
+    print(f"{name:<24} median of {runs}: {line}")
+
+
+async def main(runs: int) -> None:
+    quiet_logging()
     for name, workload in WORKLOADS.items():
-        results: defaultdict[str, list[float]] = defaultdict(list)
-        for _ in range(runs):
-            with tempfile.TemporaryDirectory() as folder:
-                figures = await workload(f"sqlite:///{Path(folder) / 'bench.db'}")
-            for metric, value in figures.items():
-                results[metric].append(value)
-        line = ", ".join(
-            f"{metric} {statistics.median(values):,.2f}" for metric, values in results.items()
-        )
-        print(f"{name:<24} median of {runs}: {line}")
+        report(name, runs, await medians(workload, runs))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,16 @@ EXPECTED = {
         "same key, other amount -> refused: PayloadMismatch",
         "provider called 1 time(s)",
     ],
+    "reminders.py": [
+        "order-1 placed: awaiting payment of 1999",
+        "order-1 pay(1999) -> paid 1999, deadline cancelled",
+        "order-2 -> expired: not paid in time",
+        "order-2 pay(500) -> refused: ActorCompleted",
+        "order-1 after its deadline -> active, paid",
+        "order-1 ship() -> shipped",
+        "order-3 after restart -> expired: not paid in time",
+        "timers fired: 1 before the restart, 1 after",
+    ],
 }
 
 

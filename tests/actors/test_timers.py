@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import pytest
 
-from actors import Context, Entity, HandlerFailed, RuntimeConfig, handler
+from actors import AskTimeout, Context, Entity, HandlerFailed, RuntimeConfig, handler
 from actors.testing import VirtualClock
 from tests.conftest import running
+from tests.entities import Counter
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -327,3 +328,27 @@ async def test_advance_reports_a_runtime_that_never_settles(
         with pytest.raises(TimeoutError, match="did not finish its due work"):
             await clock.advance(timedelta(seconds=1))
         # Closing cancels the nap.
+
+
+async def test_ask_timeouts_run_on_the_injected_clock() -> None:
+    """A caller's deadline comes from the runtime's clock: a virtual one decides when it passes."""
+    clock = VirtualClock(T0)
+    async with running("sqlite:///:memory:", Counter, clock=clock) as rt:
+        ref = rt.ref(Counter, "c")
+        await ref.ask(Counter.add, 1)
+        outcome: list[str] = []
+
+        async def wait_for_result() -> None:
+            try:
+                await ref.result(timeout=timedelta(seconds=30))  # it never completes
+            except AskTimeout as exc:
+                outcome.append(str(exc))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for_result)
+            await anyio.sleep(0.1)  # real time passes; virtual time does not
+            assert outcome == []
+            await clock.advance(timedelta(seconds=29))
+            assert outcome == []
+            await clock.advance(timedelta(seconds=1))
+        assert outcome == ["no answer to result on counter/c within 30 s"]
