@@ -74,6 +74,7 @@ class Context:
         "_cancelled_timers",
         "_completion",
         "_duplicate",
+        "_generated",
         "_outgoing",
         "_removed",
         "_rt",
@@ -116,6 +117,7 @@ class Context:
         self._completion: Completion | None = None
         self._timers: dict[str, NewTimer] = {}
         self._cancelled_timers: dict[str, None] = {}  # an ordered set
+        self._generated = 0  # timer ids generated in this turn
 
     def now(self) -> datetime:
         """The runtime clock's current time (UTC)."""
@@ -303,7 +305,8 @@ class Context:
                 raise ValueError(f"at must be a timezone-aware datetime, got {at!r}")
             due = at.timestamp()
         if name is None:
-            name = f"#{self.message_id}.{len(self._timers) + len(self._cancelled_timers)}"
+            name = f"#{self.message_id}.{self._generated}"
+            self._generated += 1
         else:
             _check_timer_name(name)
         target, data = self._spec.encode(handler, payload)

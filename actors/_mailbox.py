@@ -45,6 +45,11 @@ log = structlog.get_logger("actors.mailbox")
 _MAX_BACKOFF = 5.0
 
 
+def _retiring(act: Activation) -> bool:
+    """Whether ``act`` holds an instance that was activated and has an ``on_passivate``."""
+    return act.instance is not None and act.hooked and act.spec.on_passivate is not None
+
+
 def storage_error(exc: StoreError) -> StorageError:
     error = StorageError(f"the store failed: {exc}", retryable=exc.retryable)
     error.__cause__ = exc
@@ -68,6 +73,7 @@ class Dispatcher:
         self.turns = 0
         self.activated = 0
         self.passivated = 0
+        self._passivating = 0  # on_passivate hooks under way
         # Driver tasks and passivation hooks under way (see Runtime._quiet).
         self.working = 0
 
@@ -100,7 +106,7 @@ class Dispatcher:
         act = self.activations.find(actor)
         if act is None:
             waiting = self._waiting.get(actor)
-            if waiting is not None or not self._room():
+            if waiting is not None or not self._room(asking=1):
                 self._waiting.setdefault(actor, []).append((envelope, created))
                 return
             act = self.activations.add(actor, self._rt._specs[actor.entity])
@@ -109,21 +115,28 @@ class Dispatcher:
     def _put(self, act: Activation, envelope: Envelope, created: bool) -> None:
         self.activations.wake(act)
         if created and act.idle:
-            act.fresh(envelope.record.generation)
-            self.activated += 1
+            if _retiring(act):
+                act.loaded = False  # the driver passivates the old instance, then loads
+            else:
+                act.fresh(envelope.record.generation)
+                self.activated += 1
         act.mailbox.append(envelope)
         self._drive_soon(act)
 
-    def _room(self) -> bool:
-        """Whether the table can take one more activation now, passivating one if need be."""
-        if self.activations.full:
+    def _room(self, *, asking: int) -> bool:
+        """Whether the table can take one more activation now, passivating one if need be.
+
+        ``asking`` is 1 for an actor not yet waiting, 0 for the first waiting one: a new
+        passivation starts only while those under way cannot free enough slots.
+        """
+        if self.activations.full and self._passivating < len(self._waiting) + asking:
             victim = self.activations.least_recently_used()
             if victim is not None:
                 self.passivate(victim)
         return not self.activations.full
 
     def _admit_waiting(self) -> None:
-        while self._waiting and self._room():
+        while self._waiting and self._room(asking=0):
             actor, entries = self._waiting.popitem(last=False)
             act = self.activations.add(actor, self._rt._specs[actor.entity])
             for envelope, created in entries:
@@ -154,18 +167,39 @@ class Dispatcher:
     def passivate(self, act: Activation) -> None:
         """Drop the idle ``act`` from memory, after its ``on_passivate`` hook if it has one."""
         self.activations.wake(act)  # no longer a candidate
-        hook = act.spec.on_passivate
-        if hook is None or act.instance is None or not act.hooked or self.drivers is None:
+        if not _retiring(act) or self.drivers is None:
             self._dropped(act)
             return
         act.passivating = True
         self.working += 1
-        self.drivers.start_soon(self._run_passivate, act, hook, name=f"passivate {act.id}")
+        self._passivating += 1
+        self.drivers.start_soon(self._run_passivate, act, name=f"passivate {act.id}")
 
-    async def _run_passivate(self, act: Activation, hook: Any) -> None:
+    async def _run_passivate(self, act: Activation) -> None:
+        try:
+            await self._retire(act)
+        finally:
+            self.working -= 1
+            self._passivating -= 1
+            act.passivating = False
+            if act.mailbox:
+                # Mail came while the hook ran: the next instance loads for it.
+                act.loaded = False
+                self._drive_soon(act)
+            else:
+                self._dropped(act)
+                self._admit_waiting()
+
+    async def _retire(self, act: Activation) -> None:
+        """Let go of ``act``'s instance, running ``on_passivate`` if it was activated."""
+        instance, hook = act.instance, act.spec.on_passivate
+        retiring = _retiring(act)
+        act.instance, act.hooked = None, False
+        if not retiring or hook is None:
+            return
         try:
             with structlog.contextvars.bound_contextvars(entity=act.id.entity, key=act.id.key):
-                await hook(act.instance, act.id.key)
+                await hook(instance, act.id.key)
         except Exception as exc:
             log.error(
                 "on_passivate_failed",
@@ -174,16 +208,6 @@ class Dispatcher:
                 error_type=type(exc).__name__,
                 error=str(exc),
             )
-        finally:
-            self.working -= 1
-            act.passivating = False
-            if act.mailbox:
-                # Mail came while the hook ran: this instance is done, the next one loads.
-                act.loaded = False
-                self._drive_soon(act)
-            else:
-                self._dropped(act)
-                self._admit_waiting()
 
     def _dropped(self, act: Activation) -> None:
         self.activations.remove(act)
@@ -211,6 +235,7 @@ class Dispatcher:
                 head = act.mailbox[0]
                 if not act.loaded or head.record.generation > act.generation:
                     await act.wait_flushed()
+                    await self._retire(act)  # a new instance replaces it: hooks stay paired
                     await self._load(act)
                     continue
                 if not act.hooked:

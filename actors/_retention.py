@@ -37,17 +37,19 @@ class Retention:
         last = self._clock.now()
         while True:
             self.alarm.reset()
+            self.alarm.not_before = last + self._interval
             try:
                 expiry = await self._store.next_expiry()
             except StoreError as exc:
                 log.error("purge_failed", error=str(exc))
                 expiry = self._clock.now()
-            self.alarm.not_before = last + self._interval
-            await self.alarm.sleep_until(
-                None if expiry is None else max(expiry, self.alarm.not_before)
-            )
-            last = self._clock.now()
-            await self._purge()
+            due = None if expiry is None else max(expiry, self.alarm.not_before)
+            if due is not None and due <= self._clock.now():
+                last = self._clock.now()
+                await self._purge()
+                continue
+            # Woken early (a commit kept something expiring sooner) or on time: look again.
+            await self.alarm.sleep_until(due)
 
     async def _purge(self) -> None:
         try:

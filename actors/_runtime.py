@@ -132,7 +132,9 @@ class Runtime:
         self._writer = Writer(store, clock, max_batch=config.max_batch)
         self._dispatcher = Dispatcher(self, self._writer, ActivationTable(config.max_active))
         self._writer.host = self._dispatcher
-        self._timers = Timers(store, clock, self._writer, batch=config.timer_batch)
+        self._timers = Timers(
+            store, clock, self._writer, batch=config.timer_batch, entities=frozenset(specs)
+        )
         self._retention = Retention(
             store,
             clock,
@@ -240,6 +242,7 @@ class Runtime:
                     with anyio.CancelScope(shield=True):
                         await self._writer.stopped.wait()
                     self._dispatcher.abandon()
+                    self._services = None
                     services.cancel_scope.cancel()
                     log.info("runtime_closed")
         except BaseExceptionGroup as group:
@@ -583,7 +586,7 @@ class Runtime:
     ) -> AbstractContextManager[None]:
         limit = timeout if timeout is not None else self.config.ask_timeout
         seconds = None if limit is None else limit.total_seconds()
-        if isinstance(self.clock, SystemClock) or self._services is None:
+        if isinstance(self.clock, SystemClock) or self._services is None or self._closed:
             return _deadline(seconds, f"{what} on {ref._id}")
         return _clock_deadline(self.clock, self._services, seconds, f"{what} on {ref._id}")
 

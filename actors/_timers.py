@@ -27,8 +27,12 @@ _RETRY = 1.0
 
 
 class Timers:
-    def __init__(self, store: Store, clock: Clock, writer: Writer, *, batch: int) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, writer: Writer, *, batch: int, entities: frozenset[str]
+    ) -> None:
         self._store = store
+        # Only timers of the hosted entities: tenants sharing a store leave each other's alone.
+        self._entities = entities
         self._clock = clock
         self._writer = writer
         self._batch = batch
@@ -40,7 +44,7 @@ class Timers:
         while True:
             self.alarm.reset()
             try:
-                due = await self._store.next_timer_due()
+                due = await self._store.next_timer_due(self._entities)
                 if due is not None and due <= self._clock.now():
                     await self._fire()
                     continue
@@ -52,7 +56,8 @@ class Timers:
             await self.alarm.sleep_until(due)
 
     async def _fire(self) -> None:
-        request = Request(item=FireTimers(limit=self._batch), accepted=Future())
+        fire = FireTimers(limit=self._batch, entities=self._entities)
+        request = Request(item=fire, accepted=Future())
         try:
             self._writer.submit(request)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):

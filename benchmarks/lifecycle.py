@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -156,8 +156,8 @@ class TimedPurges:
     async def write(self, items: Sequence[WriteItem], *, now: float) -> list[WriteOutcome]:
         return await self._store.write(items, now=now)
 
-    async def next_timer_due(self) -> float | None:
-        return await self._store.next_timer_due()
+    async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
+        return await self._store.next_timer_due(entities)
 
     async def next_expiry(self) -> float | None:
         return await self._store.next_expiry()

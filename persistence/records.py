@@ -265,10 +265,13 @@ class FireTimers:
     ``due_at`` fire in scheduling order. A timer whose generation is no longer the active one
     is deleted without firing. Each timer looked at counts against ``limit``, fired or not,
     so fewer than ``limit`` may fire while more are due: call again while
-    ``next_timer_due()`` is due.
+    ``next_timer_due()`` is due. With ``entities``, only timers of those entities are looked
+    at (a runtime fires the timers of the entities it hosts; tenants sharing a store leave
+    each other's alone).
     """
 
     limit: int
+    entities: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

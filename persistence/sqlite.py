@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +77,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 _DUE_TIMERS = """
 SELECT id, entity, key, name, generation, handler, payload FROM timers
-WHERE due_at <= ? ORDER BY due_at, id LIMIT ?
+WHERE due_at <= ?{entities} ORDER BY due_at, id LIMIT ?
 """
 _UNHANDLED_TIMER_MESSAGES = "DELETE FROM messages WHERE entity = ? AND key = ? AND done = 0"
 _KEEP_REPLY = """
@@ -176,7 +176,9 @@ class _Batch:
         self.timer_clears: list[tuple[str, str]] = []
         self.timer_cancels: list[tuple[str, str, str]] = []
         self.timers_fired: list[tuple[int]] = []
-        self.timer_inserts: dict[ActorId, dict[str, tuple[Any, ...]]] = {}
+        # In scheduling order (row ids break ties in due time), with each actor's names.
+        self.timer_inserts: dict[tuple[ActorId, str], tuple[Any, ...]] = {}
+        self.timer_names: dict[ActorId, set[str]] = {}
         # Timer messages this batch fired, by actor: later items may still take them back.
         self.fired: dict[ActorId, list[MessageRecord]] = {}
         self.fired_outcomes: list[list[MessageRecord]] = []
@@ -250,12 +252,10 @@ class _Batch:
 
     def _drop_batch_timers(self, actor: ActorId, name: str | None = None) -> None:
         """Forget the timers (one, or all) this batch scheduled or fired for ``actor``."""
-        scheduled = self.timer_inserts.get(actor)
-        if scheduled is not None:
-            if name is None:
-                scheduled.clear()
-            else:
-                scheduled.pop(name, None)
+        names = self.timer_names.get(actor, set())
+        for dropped in list(names) if name is None else [name]:
+            self.timer_inserts.pop((actor, dropped), None)
+            names.discard(dropped)
         fired = self.fired.get(actor)
         if not fired:
             return
@@ -281,7 +281,8 @@ class _Batch:
 
     def schedule(self, actor: ActorId, generation: int, timer: NewTimer, now: float) -> None:
         self.cancel_timer(actor, timer.name)
-        self.timer_inserts.setdefault(actor, {})[timer.name] = (
+        self.timer_names.setdefault(actor, set()).add(timer.name)
+        self.timer_inserts[(actor, timer.name)] = (
             actor.entity,
             actor.key,
             timer.name,
@@ -295,9 +296,13 @@ class _Batch:
     def fire(self, item: FireTimers, now: float) -> FireOutcome:
         fired: list[MessageRecord] = []
         self.fired_outcomes.append(fired)  # later items of the batch may take some back
-        for _ in range(min(item.limit, len(self.due))):
+        looked = 0
+        while self.due and looked < item.limit:
             timer = self.due.popleft()
             actor = timer.actor
+            if item.entities is not None and actor.entity not in item.entities:
+                continue  # another runtime's (read for another item of this batch)
+            looked += 1
             if (actor, timer.name) in self.timers_changed or actor in self.timers_cleared:
                 continue  # the statements that changed it delete the stored row
             self.timers_fired.append((timer.id,))
@@ -487,6 +492,14 @@ def _idempotency_keys(items: Iterable[WriteItem]) -> Iterator[tuple[ActorId, str
                 yield enqueue.actor, enqueue.message.idempotency_key
 
 
+def _entity_filter(entities: Collection[str] | None) -> tuple[str, list[str]]:
+    """An ``AND entity IN (...)`` clause and its parameters; nothing for ``None``."""
+    if entities is None:
+        return "", []
+    names = sorted(entities)
+    return f" AND entity IN ({', '.join('?' * len(names)) or 'NULL'})", names
+
+
 def _translate(exc: sqlite3.Error) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", None)
     text = str(exc)
@@ -610,10 +623,19 @@ class SQLiteStore:
         return outcomes
 
     async def _due_timers(self, items: Sequence[WriteItem], now: float) -> list[_DueTimer]:
-        limit = sum(item.limit for item in items if isinstance(item, FireTimers))
+        fires = [item for item in items if isinstance(item, FireTimers)]
+        limit = sum(item.limit for item in fires)
         if limit <= 0:
             return []
-        async with self._conn.execute(_DUE_TIMERS, (now, limit)) as cursor:
+        entities: set[str] | None = set()
+        for item in fires:
+            if item.entities is None or entities is None:
+                entities = None
+            else:
+                entities.update(item.entities)
+        where, names = _entity_filter(entities)
+        sql = _DUE_TIMERS.format(entities=where)
+        async with self._conn.execute(sql, (now, *names, limit)) as cursor:
             return [
                 _DueTimer(tid, ActorId(entity=entity, key=key), name, gen, handler, payload)
                 for tid, entity, key, name, gen, handler, payload in await cursor.fetchall()
@@ -714,9 +736,8 @@ class SQLiteStore:
             await conn.executemany(_KEEP_REPLY, batch.kept)
         if batch.inserts:
             await conn.executemany(_INSERT_MESSAGE, batch.inserts)
-        timers = [row for named in batch.timer_inserts.values() for row in named.values()]
-        if timers:
-            await conn.executemany(_INSERT_TIMER, timers)
+        if batch.timer_inserts:
+            await conn.executemany(_INSERT_TIMER, batch.timer_inserts.values())
         upserts, removals = batch.attribute_statements()
         if upserts:
             await conn.executemany(_UPSERT_ATTRIBUTE, upserts)
@@ -783,8 +804,10 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [ActorId(entity=entity, key=key) for entity, key in rows]
 
-    async def next_timer_due(self) -> float | None:
-        return await self._scalar("SELECT min(due_at) FROM timers")
+    async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
+        where, names = _entity_filter(entities)
+        sql = f"SELECT due_at FROM timers WHERE 1{where} ORDER BY due_at LIMIT 1"
+        return await self._scalar(sql, names)
 
     async def next_expiry(self) -> float | None:
         return await self._scalar(
@@ -793,8 +816,8 @@ class SQLiteStore:
             " UNION ALL SELECT min(expires_at) FROM messages WHERE expires_at IS NOT NULL)"
         )
 
-    async def _scalar(self, sql: str) -> float | None:
-        async with self._op(), self._conn.execute(sql) as cursor:
+    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> float | None:
+        async with self._op(), self._conn.execute(sql, params) as cursor:
             row = await cursor.fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

@@ -7,7 +7,7 @@ payloads or know about entities beyond their names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from persistence.records import (
@@ -42,8 +42,8 @@ class Store(Protocol):
         """
         ...
 
-    async def next_timer_due(self) -> float | None:
-        """The earliest ``due_at`` of any stored timer, or ``None`` if there is none."""
+    async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
+        """The earliest ``due_at`` of a stored timer (of ``entities``, if given), or ``None``."""
         ...
 
     async def next_expiry(self) -> float | None:
