@@ -17,10 +17,12 @@ __all__ = [
     "ActorId",
     "ActorInit",
     "ActorRecord",
+    "ActorSummary",
     "Admit",
     "AdmitOutcome",
     "AttributeValue",
     "Completion",
+    "Condition",
     "Enqueue",
     "EnqueueOutcome",
     "FireOutcome",
@@ -29,6 +31,9 @@ __all__ = [
     "MessageRecord",
     "NewMessage",
     "NewTimer",
+    "Op",
+    "Query",
+    "SortValue",
     "Status",
     "StoredReply",
     "Successor",
@@ -335,3 +340,81 @@ WriteItem = Admit | Enqueue | TurnCommit | FireTimers
 
 WriteOutcome = AdmitOutcome | EnqueueOutcome | TurnOutcome | FireOutcome
 """What a store did with one item of a write batch."""
+
+
+class Op(StrEnum):
+    """How a :class:`Condition` compares a field with its values."""
+
+    EQ = "eq"
+    GT = "gt"
+    GE = "ge"
+    LT = "lt"
+    LE = "le"
+    BETWEEN = "between"  # inclusive at both ends
+    IN = "in"
+    PREFIX = "prefix"  # strings only
+    EXISTS = "exists"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Condition:
+    """One term of a :class:`Query`: ``field`` compared by ``op`` with ``values``.
+
+    ``values`` holds one value for EQ/GT/GE/LT/LE/PREFIX, two for BETWEEN, one or more for
+    IN, none for EXISTS/MISSING. On an attribute, a value matches only stored values of its
+    own kind: numbers (int and float together), strings, booleans or datetimes; so ``1``
+    never matches ``True`` and ``Gt(1)`` never matches a string. The runtime checks these
+    shapes; a store may assume them.
+    """
+
+    field: str
+    op: Op
+    values: tuple[AttributeValue, ...] = ()
+
+
+SortValue = AttributeValue | None
+"""The value a query orders by: an attribute's value, a time (epoch seconds), or a key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Query:
+    """A registry query over the live actors of one entity.
+
+    Every condition must hold. ``attributes`` are terms on attribute names; ``times`` are
+    terms on ``created_at``, ``updated_at`` or ``completed_at`` with epoch-second values.
+    ``statuses`` (empty: any) and ``generation`` narrow further. An actor whose record has
+    expired by ``now`` is not live.
+
+    Results are ordered by ``order_by``: ``key``, a time column, or (``order_attribute``)
+    the named attribute; ties by key. Ordering by an attribute or by ``completed_at`` leaves
+    out the actors that lack it. ``after`` is the (sort value, key) of the last row of the
+    previous page: rows strictly after it in this order follow (keyset pagination).
+    """
+
+    entity: str
+    now: float
+    attributes: tuple[Condition, ...] = ()
+    times: tuple[Condition, ...] = ()
+    statuses: frozenset[Status] = frozenset()
+    generation: int | None = None
+    order_by: str = "key"
+    order_attribute: bool = False
+    descending: bool = False
+    after: tuple[SortValue, str] | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActorSummary:
+    """What a registry query returns for one actor: its record without state or result."""
+
+    entity: str
+    key: str
+    generation: int
+    status: Status
+    attributes: Mapping[str, AttributeValue]
+    created_at: float
+    updated_at: float
+    completed_at: float | None
+    sort_value: SortValue

@@ -13,7 +13,9 @@ from typing import Protocol
 from persistence.records import (
     ActorId,
     ActorRecord,
+    ActorSummary,
     MessageRecord,
+    Query,
     WriteItem,
     WriteOutcome,
 )
@@ -60,6 +62,14 @@ class Store(Protocol):
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
         """Actors that have stored messages, in ``ActorId`` order, after ``after``."""
+        ...
+
+    async def find(self, query: Query) -> list[ActorSummary]:
+        """Up to ``query.limit`` live actors matching ``query``, in its order."""
+        ...
+
+    async def count(self, query: Query) -> int:
+        """How many live actors match ``query`` (its order, cursor and limit aside)."""
         ...
 
     async def purge_expired(self, *, now: float, limit: int) -> int:
