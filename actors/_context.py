@@ -129,7 +129,7 @@ class Context:
         Raises:
             ValueError: a name or value is not a valid attribute.
         """
-        checked = check_attributes(values)
+        checked = check_attributes(values, self._spec.attribute_types)
         self._removed.difference_update(checked)
         self._attributes.update(checked)
 

@@ -11,14 +11,15 @@ import dataclasses
 import inspect
 import re
 import typing
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar, overload
 
 from actors import _codec
 from actors._codec import NO_PAYLOAD, _NoPayload
 from actors._duplicate import Duplicate
+from actors._registry import KINDS, check_attribute_name
 from actors.errors import InvalidEntity, InvalidKey, InvalidPayload, UnknownHandler
 
 __all__ = ["Entity", "handler"]
@@ -41,6 +42,10 @@ class Entity:
     - ``result``: annotate it with the type of ``ctx.complete(...)``'s value; by default the
       start handler's return type.
     - ``retention``: how long a completed actor's record and result are kept (24 hours).
+    - ``attribute_types``: the registry attributes its actors may have, by type (``str``,
+      ``int``, ``float``, ``bool``, ``datetime``; int and float are both numbers). When
+      given, other names and values of another type are refused, in ``start``,
+      ``ctx.set_attributes`` and queries alike. By default any attribute is allowed.
     - ``idle_timeout``: how long an actor with no work stays in memory (default: the
       runtime's ``RuntimeConfig.idle_timeout``). Passivation is invisible to callers: the
       next message loads the actor again.
@@ -65,6 +70,7 @@ class Entity:
     name: ClassVar[str]
     retention: ClassVar[timedelta] = timedelta(hours=24)
     idle_timeout: ClassVar[timedelta | None] = None
+    attribute_types: ClassVar[Mapping[str, type]] = {}
     state: Any
 
 
@@ -115,6 +121,7 @@ class EntitySpec:
     result_type: Any
     retention: float
     idle_timeout: float | None = None  # None: the runtime's default
+    attribute_types: Mapping[str, str] = field(default_factory=dict)  # name -> kind
     on_activate: Callable[[Any, str], Awaitable[None]] | None = None
     on_passivate: Callable[[Any, str], Awaitable[None]] | None = None
 
@@ -246,9 +253,33 @@ def entity_spec(cls: type[Entity]) -> EntitySpec:
         result_type=result_type,
         retention=retention.total_seconds(),
         idle_timeout=None if idle_timeout is None else idle_timeout.total_seconds(),
+        attribute_types=_attribute_types(name, cls),
         on_activate=_hook(name, cls, "on_activate"),
         on_passivate=_hook(name, cls, "on_passivate"),
     )
+
+
+def _attribute_types(entity: str, cls: type[Entity]) -> dict[str, str]:
+    """The declared attribute kinds, checked."""
+    declared = cls.attribute_types
+    if not isinstance(declared, Mapping):
+        raise InvalidEntity(
+            f"entity {entity!r}: attribute_types must be a mapping, got {declared!r}"
+        )
+    kinds: dict[str, str] = {}
+    for name, tp in declared.items():
+        try:
+            check_attribute_name(name)
+        except ValueError as exc:
+            raise InvalidEntity(f"entity {entity!r}: {exc}") from None
+        kind = KINDS.get(tp)
+        if kind is None:
+            raise InvalidEntity(
+                f"entity {entity!r}: attribute {name!r} has type {tp!r}; use str, int, float, "
+                "bool or datetime"
+            )
+        kinds[name] = kind
+    return kinds
 
 
 def _hook(

@@ -50,6 +50,12 @@ def _retiring(act: Activation) -> bool:
     return act.instance is not None and act.hooked and act.spec.on_passivate is not None
 
 
+def _hook_failed(event: str, act: Activation, exc: Exception) -> None:
+    log.error(
+        event, entity=act.id.entity, key=act.id.key, error_type=type(exc).__name__, error=str(exc)
+    )
+
+
 def storage_error(exc: StoreError) -> StorageError:
     error = StorageError(f"the store failed: {exc}", retryable=exc.retryable)
     error.__cause__ = exc
@@ -201,13 +207,7 @@ class Dispatcher:
             with structlog.contextvars.bound_contextvars(entity=act.id.entity, key=act.id.key):
                 await hook(instance, act.id.key)
         except Exception as exc:
-            log.error(
-                "on_passivate_failed",
-                entity=act.id.entity,
-                key=act.id.key,
-                error_type=type(exc).__name__,
-                error=str(exc),
-            )
+            _hook_failed("on_passivate_failed", act, exc)
 
     def _dropped(self, act: Activation) -> None:
         self.activations.remove(act)
@@ -329,13 +329,7 @@ class Dispatcher:
                 await act.spec.on_activate(act.instance, act.id.key)
         except Exception as exc:
             act.failures += 1
-            log.error(
-                "on_activate_failed",
-                entity=act.id.entity,
-                key=act.id.key,
-                error_type=type(exc).__name__,
-                error=str(exc),
-            )
+            _hook_failed("on_activate_failed", act, exc)
             return
         if act.incarnation == incarnation:
             act.hooked = True

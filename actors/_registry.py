@@ -29,13 +29,31 @@ def check_attribute_name(name: object) -> str:
     return name
 
 
-def check_attributes(values: Mapping[str, object]) -> dict[str, AttributeValue]:
-    """``values`` as attributes.
+KINDS = {str: "str", int: "number", float: "number", bool: "bool", datetime: "datetime"}
+
+
+def family(value: object) -> str | None:
+    """The kind of an attribute value: number (int or float), str, bool or datetime."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, datetime):
+        return "datetime"
+    return None
+
+
+def check_attributes(
+    values: Mapping[str, object], types: Mapping[str, str] | None = None
+) -> dict[str, AttributeValue]:
+    """``values`` as attributes (of the declared ``types`` by kind, if the entity has any).
 
     Raises:
         ValueError: too many attributes, a malformed name, or a value that is not a str
             (at most 1024 characters), int (64-bit), finite float, bool or timezone-aware
-            datetime.
+            datetime; with declared types, an undeclared name or a value of another kind.
     """
     if len(values) > MAX_ATTRIBUTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES} attributes per actor, got {len(values)}")
@@ -58,6 +76,13 @@ def check_attributes(values: Mapping[str, object]) -> dict[str, AttributeValue]:
                 f"attribute {name!r}: {type(value).__name__} is not an attribute type "
                 "(str, int, float, bool, datetime)"
             )
+        if types:
+            declared = types.get(name)
+            if declared is None:
+                known = ", ".join(sorted(types))
+                raise ValueError(f"attribute {name!r} is not declared (attribute_types: {known})")
+            if family(value) != declared:
+                raise ValueError(f"attribute {name!r} holds {declared} values, got {value!r}")
         checked[name] = value
     return checked
 

@@ -28,6 +28,7 @@ from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
 from actors._mailbox import Dispatcher, storage_error
 from actors._passivation import Passivation
+from actors._query import ActorInfo, Operator, Page, compile_query, info, make_cursor
 from actors._refs import ActorRef, StartHandle
 from actors._registry import check_attributes, encode_attributes
 from actors._retention import Retention
@@ -52,6 +53,7 @@ from persistence import (
     ActorRecord,
     Admit,
     AdmitOutcome,
+    AttributeValue,
     Enqueue,
     EnqueueOutcome,
     MessageKind,
@@ -67,6 +69,7 @@ __all__ = ["Runtime", "RuntimeStatistics"]
 E = TypeVar("E", bound=Entity)
 P = TypeVar("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 log = structlog.get_logger("actors.runtime")
 _RECOVERY_PAGE = 500
@@ -399,7 +402,7 @@ class Runtime:
                 )
             handler = spec.start_handler.name
         _, name, data = actor._message(handler, payload)
-        attrs = check_attributes(attributes or {})
+        attrs = check_attributes(attributes or {}, spec.attribute_types)
         keep = spec.retention
         if retention is not None:
             if not timedelta(0) <= retention <= _MAX_RETENTION:
@@ -427,6 +430,147 @@ class Runtime:
             self._settle(reply, spec, actor._id, outcome)
         bound = ActorRef[E](self, spec, actor.key, outcome.generation)
         return StartHandle(self, bound, outcome.created, reply)
+
+    # -- the registry ----------------------------------------------------------------------
+
+    async def find(
+        self,
+        entity: type[E],
+        *,
+        where: Mapping[str, AttributeValue | Operator] | None = None,
+        status: Status | str | Iterable[Status | str] | None = None,
+        generation: int | None = None,
+        created: Operator | None = None,
+        updated: Operator | None = None,
+        completed: Operator | None = None,
+        order_by: str = "key",
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[E]:
+        """One page of the live actors of ``entity`` that match every term.
+
+        Args:
+            entity: the entity type.
+            where: attribute name to a value (equality) or an operator (``Gt``, ``Ge``,
+                ``Lt``, ``Le``, ``Between``, ``In``, ``Prefix``, ``Exists``, ``Missing``).
+                A value matches attributes of its own kind only (numbers, strings, booleans,
+                datetimes).
+            status: a status, or several (any of them).
+            generation: only actors at this generation.
+            created: a range operator (``Gt``, ``Ge``, ``Lt``, ``Le``, ``Between``) of
+                timezone-aware datetimes on when the generation was created.
+            updated: the same, on when it last changed.
+            completed: the same, on when it ended.
+            order_by: ``key`` (the default), ``created_at``, ``updated_at``,
+                ``completed_at`` or an attribute name; ``-`` in front for descending. Ties go
+                by key. Ordering by an attribute or ``completed_at`` leaves out actors
+                without one.
+            limit: the page size, 1 to 1000.
+            after: the ``cursor`` of the previous page (keyset pagination: stable while
+                actors change; an actor whose sort value changes may move).
+
+        Returns:
+            A :class:`Page`: its ``items`` (each with a ``ref``) and the next ``cursor``.
+
+        Raises:
+            UnknownEntity, InvalidQuery: a bad query; nothing was read.
+            StorageError, RuntimeClosed: the store could not be read.
+        """
+        spec = self._spec(entity)
+        query, order = compile_query(
+            spec,
+            now=self.clock.now(),
+            where=where,
+            status=status,
+            generation=generation,
+            created=created,
+            updated=updated,
+            completed=completed,
+            order_by=order_by,
+            limit=limit,
+            after=after,
+        )
+        query = dataclasses.replace(query, limit=limit + 1)  # one more: is there a next page?
+        rows = await self._read(lambda: self._store.find(query))
+        cursor = make_cursor(order, rows[limit - 1]) if len(rows) > limit else None
+        return Page(items=[info(self, spec, row) for row in rows[:limit]], cursor=cursor)
+
+    async def find_all(
+        self,
+        entity: type[E],
+        *,
+        where: Mapping[str, AttributeValue | Operator] | None = None,
+        status: Status | str | Iterable[Status | str] | None = None,
+        generation: int | None = None,
+        created: Operator | None = None,
+        updated: Operator | None = None,
+        completed: Operator | None = None,
+        order_by: str = "key",
+        page_size: int = 200,
+    ) -> AsyncIterator[ActorInfo[E]]:
+        """Every live actor of ``entity`` matching the terms, page by page (see :meth:`find`).
+
+        Raises:
+            UnknownEntity, InvalidQuery: a bad query (at the first iteration).
+            StorageError, RuntimeClosed: the store could not be read.
+        """
+        after: str | None = None
+        while True:
+            page = await self.find(
+                entity,
+                where=where,
+                status=status,
+                generation=generation,
+                created=created,
+                updated=updated,
+                completed=completed,
+                order_by=order_by,
+                limit=page_size,
+                after=after,
+            )
+            for item in page.items:
+                yield item
+            if page.cursor is None:
+                return
+            after = page.cursor
+
+    async def count(
+        self,
+        entity: type[E],
+        *,
+        where: Mapping[str, AttributeValue | Operator] | None = None,
+        status: Status | str | Iterable[Status | str] | None = None,
+        generation: int | None = None,
+        created: Operator | None = None,
+        updated: Operator | None = None,
+        completed: Operator | None = None,
+    ) -> int:
+        """How many live actors of ``entity`` match every term (see :meth:`find`).
+
+        Raises:
+            UnknownEntity, InvalidQuery: a bad query; nothing was read.
+            StorageError, RuntimeClosed: the store could not be read.
+        """
+        query, _ = compile_query(
+            self._spec(entity),
+            now=self.clock.now(),
+            where=where,
+            status=status,
+            generation=generation,
+            created=created,
+            updated=updated,
+            completed=completed,
+        )
+        return await self._read(lambda: self._store.count(query))
+
+    async def _read(self, read: Callable[[], Awaitable[T]]) -> T:
+        """A store read, its errors as the runtime's."""
+        if self._closed:
+            raise RuntimeClosed("the runtime is closed")
+        try:
+            return await read()
+        except StoreError as exc:
+            raise storage_error(exc) from exc
 
     # -- internals used by refs ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Tree::
     ├── ActorFailed                        result() of an actor that ended as failed
     ├── HandlerFailed                      a handler raised; its turn changed nothing
     ├── IdempotencyConflict (ValueError)   an idempotency key reused for another message
+    ├── InvalidQuery        (ValueError)   a registry query that cannot be run
     ├── AskTimeout          (TimeoutError) no reply in time; the message stays accepted
     ├── StorageError                       the store failed; see __cause__
     └── RuntimeClosed                      the runtime is closed or closing
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidEntity",
     "InvalidKey",
     "InvalidPayload",
+    "InvalidQuery",
     "RuntimeClosed",
     "StorageError",
     "UnknownEntity",
@@ -193,6 +195,13 @@ class StorageError(ActorsError):
 
 class RuntimeClosed(ActorsError):
     """The runtime is closed or closing; the call was not accepted (or its reply is lost)."""
+
+
+class InvalidQuery(ActorsError, ValueError):
+    """A registry query that cannot be run; nothing was read.
+
+    An unknown operator, a value of the wrong type, too many terms, a bad cursor.
+    """
 
 
 class IdempotencyConflict(ActorsError, ValueError):

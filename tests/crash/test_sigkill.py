@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -22,14 +23,10 @@ ROUNDS = 3
 TIMER_TOTAL = ACTORS * TIMERS
 
 
-async def _run_child_until_killed(db: Path, round_: str, kill_after: int) -> list[tuple[str, str]]:
-    """Start the child, let it accept ``kill_after`` messages, SIGKILL it; return the ledger."""
-    ledger: list[tuple[str, str]] = []
+async def _kill_when(args: list[str], enough: Callable[[list[str]], bool]) -> None:
+    """Run ``python -m args``; SIGKILL it once ``enough`` says so of a line's words."""
     async with await anyio.open_process(
-        [sys.executable, "-m", "tests.crash._child", str(db), round_],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     ) as process:
         assert process.stdout is not None
         buffer = b""
@@ -37,16 +34,24 @@ async def _run_child_until_killed(db: Path, round_: str, kill_after: int) -> lis
             async for chunk in process.stdout:
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    parts = line.decode().split()
-                    if parts and parts[0] == "accepted":
-                        ledger.append((parts[1], parts[2]))
-                if len(ledger) >= kill_after:
+                if any(enough(line.decode().split()) for line in lines):
                     break
         finally:
             process.send_signal(signal.SIGKILL)
             await process.wait()
     assert process.returncode == -signal.SIGKILL
+
+
+async def _run_child_until_killed(db: Path, round_: str, kill_after: int) -> list[tuple[str, str]]:
+    """Start the child, let it accept ``kill_after`` messages, SIGKILL it; return the ledger."""
+    ledger: list[tuple[str, str]] = []
+
+    def accepted(words: list[str]) -> bool:
+        if words[:1] == ["accepted"]:
+            ledger.append((words[1], words[2]))
+        return len(ledger) >= kill_after
+
+    await _kill_when(["tests.crash._child", str(db), round_], accepted)
     return ledger
 
 
@@ -86,29 +91,15 @@ async def test_timers_fire_exactly_once_in_due_order_across_a_sigkill(tmp_path: 
     """G3: killed while timers fire, a restart fires the rest; none twice, none lost."""
     db = tmp_path / "timers.db"
     with anyio.fail_after(120):
-        async with await anyio.open_process(
-            [sys.executable, "-m", "tests.crash._timer_child", str(db)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        ) as process:
-            assert process.stdout is not None
-            fired_before_kill = 0
-            buffer = b""
-            try:
-                async for chunk in process.stdout:
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        parts = line.decode().split()
-                        if parts[:1] == ["fired"]:
-                            fired_before_kill = int(parts[1])
-                    if fired_before_kill >= TIMER_TOTAL // 4:
-                        break
-            finally:
-                process.send_signal(signal.SIGKILL)
-                await process.wait()
-        assert process.returncode == -signal.SIGKILL
+        fired_before_kill = 0
+
+        def firing(words: list[str]) -> bool:
+            nonlocal fired_before_kill
+            if words[:1] == ["fired"]:
+                fired_before_kill = int(words[1])
+            return fired_before_kill >= TIMER_TOTAL // 4
+
+        await _kill_when(["tests.crash._timer_child", str(db)], firing)
         assert fired_before_kill < TIMER_TOTAL, "the kill must come while timers fire"
         async with running(f"sqlite:///{db}", Bell) as rt:
             bells = [rt.ref(Bell, f"bell-{i}") for i in range(ACTORS)]

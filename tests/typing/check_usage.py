@@ -9,7 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_type
 
-from actors import ActorRef, Context, Duplicate, Runtime, StartHandle, Status
+from actors import (
+    ActorInfo,
+    ActorRef,
+    Between,
+    Context,
+    Duplicate,
+    Gt,
+    In,
+    Page,
+    Runtime,
+    StartHandle,
+    Status,
+)
 from tests.entities import ChargeRequest, Counter, Payment, Receipt
 
 
@@ -51,3 +63,16 @@ def timers(ctx: Context) -> None:
     assert_type(ctx.schedule(Counter.get, at=datetime(2027, 1, 1, tzinfo=UTC)), str)
     ctx.cancel_timer("n")
     ctx.schedule(Counter.add, "five", after=later)  # type: ignore[arg-type]
+
+
+async def registry(rt: Runtime) -> None:
+    """Registry results are typed by entity: their refs address that entity's handlers."""
+    page = await rt.find(Counter, where={"parity": "odd", "n": Gt(1)}, order_by="-n", limit=10)
+    assert_type(page, Page[Counter])
+    assert_type(page.cursor, str | None)
+    for info in page.items:
+        assert_type(info, ActorInfo[Counter])
+        assert_type(await info.ref.ask(Counter.get), int)
+    async for found in rt.find_all(Counter, where={"parity": In(["odd", "even"])}):
+        assert_type(found.status, Status)
+    assert_type(await rt.count(Counter, where={"n": Between(1, 5)}), int)
