@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar, overload
 from actors import _codec
 from actors._codec import NO_PAYLOAD, _NoPayload
 from actors._duplicate import Duplicate
-from actors._registry import KINDS, check_attribute_name
+from actors._registry import KINDS, check_attribute_name, is_text
 from actors.errors import InvalidEntity, InvalidKey, InvalidPayload, UnknownHandler
 
 __all__ = ["Entity", "handler"]
@@ -326,7 +326,9 @@ def check_key(key: object, *, what: str = "an actor key") -> str:
         raise InvalidKey(f"{what} must be a str, got {type(key).__name__}")
     if not key:
         raise InvalidKey(f"{what} must not be empty")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    if not is_text(key):
+        raise InvalidKey(f"{what} must be valid Unicode (it holds a lone surrogate): {key!r}")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidKey(f"{what} must be at most {MAX_KEY_BYTES} bytes in UTF-8: {key[:40]!r}...")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise InvalidKey(f"{what} must not contain control characters: {key!r}")

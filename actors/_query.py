@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 import msgspec
 
 from actors._entity import Entity, EntitySpec
-from actors._registry import MAX_STRING, check_attribute_name, family
+from actors._registry import MAX_STRING, check_attribute_name, family, is_text
 from actors.errors import InvalidQuery
 from persistence import (
     ActorSummary,
@@ -331,8 +331,8 @@ def _kind(where: str, value: object) -> str:
         raise InvalidQuery(f"{where}: a number must be finite, got {value!r}")
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise InvalidQuery(f"{where}: {value} does not fit in 64 bits")
-    if isinstance(value, str) and len(value) > MAX_STRING:
-        raise InvalidQuery(f"{where}: a string is at most {MAX_STRING} characters")
+    if isinstance(value, str) and (len(value) > MAX_STRING or not is_text(value)):
+        raise InvalidQuery(f"{where}: a string is valid Unicode of at most {MAX_STRING} characters")
     if isinstance(value, datetime) and value.tzinfo is None:
         raise InvalidQuery(f"{where}: a datetime must be timezone-aware, got {value!r}")
     kind = family(value)

@@ -32,6 +32,15 @@ def check_attribute_name(name: object) -> str:
 KINDS = {str: "str", int: "number", float: "number", bool: "bool", datetime: "datetime"}
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be stored as UTF-8 (it holds no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def family(value: object) -> str | None:
     """The kind of an attribute value: number (int or float), str, bool or datetime."""
     if isinstance(value, bool):
@@ -66,6 +75,8 @@ def check_attributes(
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"attribute {name!r}: float must be finite, got {value}")
         elif isinstance(value, str):
+            if not is_text(value):
+                raise ValueError(f"attribute {name!r}: a string with a lone surrogate: {value!r}")
             if len(value) > MAX_STRING:
                 raise ValueError(f"attribute {name!r}: string over {MAX_STRING} characters")
         elif isinstance(value, datetime):

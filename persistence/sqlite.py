@@ -21,13 +21,14 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from persistence import _migrate
+from persistence import _migrate, _sqlite_query
 from persistence._attributes import SqlValue, from_sql, to_sql
 from persistence.errors import StorageFull, StoreBusy, StoreError, StoreUnavailable
 from persistence.records import (
     ActorId,
     ActorInit,
     ActorRecord,
+    ActorSummary,
     Admit,
     AdmitOutcome,
     AttributeValue,
@@ -39,6 +40,7 @@ from persistence.records import (
     MessageRecord,
     NewMessage,
     NewTimer,
+    Query,
     Status,
     StoredReply,
     TurnCommit,
@@ -577,15 +579,18 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     @asynccontextmanager
-    async def _op(self, *, write: bool = False) -> Any:
+    async def _op(self, *, write: bool = False, snapshot: bool = False) -> Any:
+        # One operation at a time; a write is one transaction, and so is a ``snapshot`` read
+        # (several statements that must see one state of the database).
+        begin = "BEGIN IMMEDIATE" if write else "BEGIN" if snapshot else None
         async with self._lock:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
             try:
-                if write:
-                    await self._conn.execute("BEGIN IMMEDIATE")
+                if begin:
+                    await self._conn.execute(begin)
                 yield
-                if write:
+                if begin:
                     await self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 await self._rollback()
@@ -649,8 +654,11 @@ class SQLiteStore:
             values = ", ".join(["(?, ?)"] * len(chunk))
             params = [part for actor in chunk for part in (actor.entity, actor.key)]
             sql = (
-                "SELECT entity, key, generation, status, retention, result, error, completed_at,"
-                f" expires_at FROM actors WHERE (entity, key) IN (VALUES {values})"
+                # A join from the VALUES, not `(entity, key) IN (VALUES ...)`: SQLite runs
+                # that IN as a scan of every actor; the join seeks each by primary key.
+                "SELECT a.entity, a.key, a.generation, a.status, a.retention, a.result, a.error,"
+                f" a.completed_at, a.expires_at FROM (VALUES {values}) AS v"
+                " JOIN actors AS a ON a.entity = v.column1 AND a.key = v.column2"
             )
             async with self._conn.execute(sql, params) as cursor:
                 for (
@@ -677,8 +685,9 @@ class SQLiteStore:
             values = ", ".join(["(?, ?, ?)"] * len(chunk))
             params = [part for actor, idem in chunk for part in (actor.entity, actor.key, idem)]
             sql = (
-                f"SELECT {_MESSAGE_COLUMNS}, done, reply, reply_error, expires_at FROM messages"
-                f" WHERE (entity, key, idempotency_key) IN (VALUES {values})"
+                f"SELECT {_MESSAGE_COLUMNS}, done, reply, reply_error, expires_at"
+                f" FROM (VALUES {values}) AS v JOIN messages AS m ON m.entity = v.column1"
+                " AND m.key = v.column2 AND m.idempotency_key = v.column3"
             )
             async with self._conn.execute(sql, params) as cursor:
                 for row in await cursor.fetchall():
@@ -803,6 +812,23 @@ class SQLiteStore:
         ):
             rows = await cursor.fetchall()
         return [ActorId(entity=entity, key=key) for entity, key in rows]
+
+    async def find(self, query: Query) -> list[ActorSummary]:
+        select = _sqlite_query.find(query)  # a malformed query fails before the store is held
+        async with self._op(snapshot=True):
+            async with self._conn.execute(select.sql, select.params) as cursor:
+                rows = list(await cursor.fetchall())
+            attributes: list[Any] = []
+            for lookup in _sqlite_query.attributes_of(query.entity, [row[0] for row in rows]):
+                async with self._conn.execute(lookup.sql, lookup.params) as cursor:
+                    attributes.extend(await cursor.fetchall())
+        return _sqlite_query.summaries(query, rows, attributes)
+
+    async def count(self, query: Query) -> int:
+        select = _sqlite_query.count(query)
+        async with self._op(), self._conn.execute(select.sql, select.params) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
         where, names = _entity_filter(entities)

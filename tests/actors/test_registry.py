@@ -19,6 +19,7 @@ from actors import (
     HandlerFailed,
     In,
     InvalidEntity,
+    InvalidKey,
     InvalidQuery,
     Le,
     Lt,
@@ -309,3 +310,15 @@ async def test_an_undeclarable_attribute_type_is_refused_at_registration() -> No
     with pytest.raises(InvalidEntity, match="use str, int, float, bool or datetime"):
         async with Runtime.open("sqlite:///:memory:", entities=[Bad]):
             pass
+
+
+async def test_strings_with_lone_surrogates_are_refused_before_storing() -> None:
+    """A lone surrogate cannot be stored as UTF-8: keys, attributes and queries refuse it."""
+    async with running("sqlite:///:memory:", Note) as rt:
+        with pytest.raises(InvalidKey, match="lone surrogate"):
+            await rt.start(Note, "bad\ud800key")
+        with pytest.raises(ValueError, match="lone surrogate"):
+            await rt.start(Note, "n", attributes={"s": "x\udfff"})
+        with pytest.raises(InvalidQuery, match="valid Unicode"):
+            await rt.find(Note, where={"s": "x\ud800"})
+        assert await rt.count(Note) == 0

@@ -14,12 +14,15 @@ from persistence import (
     ActorId,
     ActorInit,
     Admit,
+    Condition,
     FireOutcome,
     FireTimers,
     InvalidStoreUrl,
     MessageKind,
     NewMessage,
     NewTimer,
+    Op,
+    Query,
     SchemaTooNew,
     StoreError,
     TurnCommit,
@@ -34,9 +37,9 @@ SCHEMA_DIR = Path(persistence.__file__).parent / "schema" / "sqlite"
 SHIPPED = len(list(SCHEMA_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")))
 
 
-def tables(path: Path) -> set[str]:
+def tables(path: Path, kind: str = "table") -> set[str]:
     with closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,)).fetchall()
     return {name for (name,) in rows}
 
 
@@ -174,6 +177,61 @@ async def test_a_version_three_store_is_upgraded_to_timers_with_its_messages_rea
         finally:
             await upgraded.close()
         assert "timers" in tables(db_path)
+
+
+async def test_a_version_four_store_is_upgraded_to_registry_indexes_with_its_actors_found(
+    db_path: Path,
+) -> None:
+    """G4: the registry migration adds indexes and planner statistics; stored actors are found."""
+    registry_indexes = {"actors_created", "actors_completed"}
+    with anyio.fail_after(LIMIT):
+        old = await SQLiteStore.open(str(db_path), schema_version=4)
+        try:
+            assert await old.schema_version() == 4
+            # Version 5 adds indexes only, so today's code writes what a version-4 release did.
+            for now, key, tier in (
+                (1.0, "a-1", "gold"),
+                (2.0, "b-2", "silver"),
+                (3.0, "c-3", "gold"),
+            ):
+                await old.write(
+                    [
+                        Admit(
+                            actor=ActorId(entity="order", key=key),
+                            message=NewMessage(kind=MessageKind.START, handler="h", payload=b""),
+                            init=ActorInit(retention=30.0, attributes={"tier": tier}),
+                        )
+                    ],
+                    now=now,
+                )
+        finally:
+            await old.close()
+        # An operator had run ANALYZE: migration 5 replaces the figures it plans with.
+        with closing(sqlite3.connect(db_path)) as conn, conn:
+            conn.execute("ANALYZE")
+        assert not registry_indexes & tables(db_path, "index")
+
+        upgraded = await SQLiteStore.open(str(db_path))
+        try:
+            assert await upgraded.schema_version() == SHIPPED
+            gold = Condition(field="tier", op=Op.EQ, values=("gold",))
+            newest_gold = Query(
+                entity="order", now=4.0, attributes=(gold,), order_by="created_at", descending=True
+            )
+            found = await upgraded.find(newest_gold)
+            assert [(row.key, row.sort_value, row.attributes) for row in found] == [
+                ("c-3", 3.0, {"tier": "gold"}),
+                ("a-1", 1.0, {"tier": "gold"}),
+            ]
+            assert await upgraded.count(newest_gold) == 2
+        finally:
+            await upgraded.close()
+        assert registry_indexes <= tables(db_path, "index")
+        with closing(sqlite3.connect(db_path)) as conn:
+            stats = dict(
+                conn.execute("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'attributes'")
+            )
+        assert stats["attributes_lookup"] == "4000000 400000 100000 10"
 
 
 async def test_reopening_a_current_store_keeps_its_version_and_data(db_path: Path) -> None:

@@ -1,0 +1,321 @@
+"""SQL for registry queries on SQLite: a :class:`Query` becomes one SELECT and its parameters.
+
+Everything a query carries (entity, attribute names, values, the cursor, ``now``) is bound as
+a parameter; only fixed fragments chosen here are formatted into the SQL text. Each attribute
+name a query tests is one join on ``attributes`` (not a correlated subquery), so the planner
+may drive from the most selective index; only ``MISSING`` needs ``NOT EXISTS``. This module
+runs nothing: ``SQLiteStore`` executes what it builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from persistence._attributes import SqlValue, from_sql, to_sql
+from persistence.records import (
+    ActorSummary,
+    AttributeValue,
+    Condition,
+    Op,
+    Query,
+    SortValue,
+    Status,
+)
+
+__all__ = ["Select", "attributes_of", "count", "find", "summaries"]
+
+_KEY_CHUNK = 500  # keys per attribute lookup: well below SQLite's parameter limit
+
+# The stored type tags a condition value of each tag may match (its family).
+_FAMILY: dict[str, tuple[str, ...]] = {
+    "int": ("int", "float"),
+    "float": ("int", "float"),
+    "bool": ("bool",),
+    "str": ("str",),
+    "datetime": ("datetime",),
+}
+_TIME_COLUMNS = {
+    "created_at": "a.created_at",
+    "updated_at": "a.updated_at",
+    "completed_at": "a.completed_at",
+}
+_COMPARE = {Op.EQ: "=", Op.GT: ">", Op.GE: ">=", Op.LT: "<", Op.LE: "<="}
+_ARITY = {Op.BETWEEN: 2, Op.EXISTS: 0, Op.MISSING: 0} | dict.fromkeys((*_COMPARE, Op.PREFIX), 1)
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)  # not encodable as UTF-8: never in a stored string
+_SUMMARY_COLUMNS = "a.key, a.generation, a.status, a.created_at, a.updated_at, a.completed_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """One statement to run: its SQL text and its parameters, in order."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class _Builder:
+    """The FROM and WHERE parts of a query, with their parameters kept in text order."""
+
+    joins: list[str] = field(default_factory=list)
+    join_params: list[Any] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+    where_params: list[Any] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    """The alias joined for each attribute name: an actor has at most one value per name,
+    so every term on one name tests one join."""
+    equal: str | None = None
+    """The alias of the first attribute tested for equality, if any."""
+
+    def join(self, name: str) -> str:
+        """The alias of the actor's attribute ``name``, joined on first use."""
+        alias = self.aliases.get(name)
+        if alias is None:
+            alias = self.aliases[name] = f"t{len(self.joins)}"
+            self.joins.append(
+                f" JOIN attributes AS {alias} ON {alias}.entity = a.entity"
+                f" AND {alias}.key = a.key AND {alias}.name = ?"
+            )
+            self.join_params.append(name)
+        return alias
+
+    def term(self, sql: str, *params: Any) -> None:
+        self.where.append(sql)
+        self.where_params.extend(params)
+
+    def statement(self, select: str, tail: str = "", tail_params: Sequence[Any] = ()) -> Select:
+        sql = f"SELECT {select} FROM actors AS a{''.join(self.joins)}"
+        sql += f" WHERE {' AND '.join(self.where)}{tail}"
+        return Select(sql, (*self.join_params, *self.where_params, *tail_params))
+
+
+def find(query: Query) -> Select:
+    """The SELECT of up to ``query.limit`` matching actors, in the query's order.
+
+    Its rows are the summary columns, then the sort column when ordering by time, or the sort
+    attribute's type tag and value when ordering by an attribute.
+
+    Raises:
+        ValueError: the query names an unknown time field, or a condition's values do not fit
+            its operator.
+    """
+    builder = _filtered(query)
+    columns = _SUMMARY_COLUMNS
+    if query.order_attribute:
+        # The sort attribute's own terms narrow the index range that is read in order.
+        alias = builder.join(query.order_by)
+        columns += f", {alias}.value_type, {alias}.value"
+        sort, tie = f"{alias}.value", f"{alias}.key"
+    elif query.order_by == "key":
+        # The entries of attributes_lookup for one value are in key order: naming that
+        # join's key (equal to a.key) lets the planner read them without a sort.
+        sort, tie = "", f"{builder.equal or 'a'}.key"
+    else:
+        sort, tie = _time_column(query.order_by), "a.key"
+        columns += f", {sort}"
+        if query.order_by == "completed_at":
+            builder.term(f"{sort} IS NOT NULL")  # matches the partial index's condition
+    direction, after = (" DESC", "<") if query.descending else ("", ">")
+    if query.after is not None:
+        value, key = query.after
+        if not sort:
+            builder.term(f"{tie} {after} ?", key)
+        else:
+            builder.term(f"({sort}, {tie}) {after} (?, ?)", _cursor_value(query, value), key)
+    order = f"{sort}{direction}, {tie}{direction}" if sort else f"{tie}{direction}"
+    return builder.statement(columns, f" ORDER BY {order} LIMIT ?", (max(query.limit, 0),))
+
+
+def count(query: Query) -> Select:
+    """The SELECT of how many actors match ``query``; its order, cursor and limit aside.
+
+    Raises:
+        ValueError: as :func:`find`.
+    """
+    return _filtered(query).statement("count(*)")
+
+
+def attributes_of(entity: str, keys: Sequence[str]) -> Iterator[Select]:
+    """SELECTs of (key, name, type tag, value) for every attribute of these actors."""
+    for start in range(0, len(keys), _KEY_CHUNK):
+        chunk = keys[start : start + _KEY_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        yield Select(
+            "SELECT key, name, value_type, value FROM attributes"
+            f" WHERE entity = ? AND key IN ({marks})",
+            (entity, *chunk),
+        )
+
+
+def summaries(
+    query: Query, rows: Sequence[Sequence[Any]], attributes: Sequence[Sequence[Any]]
+) -> list[ActorSummary]:
+    """The summaries of the rows :func:`find` selected, with the attributes read for them."""
+    by_key: dict[str, dict[str, AttributeValue]] = {}
+    for key, name, tag, value in attributes:
+        by_key.setdefault(key, {})[name] = from_sql(tag, value)
+    found: list[ActorSummary] = []
+    for row in rows:
+        key, generation, status, created, updated, completed = row[:6]
+        sort_value: SortValue
+        if query.order_attribute:
+            sort_value = from_sql(row[6], row[7])
+        elif query.order_by == "key":
+            sort_value = key
+        else:
+            sort_value = float(row[6])
+        found.append(
+            ActorSummary(
+                entity=query.entity,
+                key=key,
+                generation=generation,
+                status=Status(status),
+                attributes=by_key.get(key, {}),
+                created_at=created,
+                updated_at=updated,
+                completed_at=completed,
+                sort_value=sort_value,
+            )
+        )
+    return found
+
+
+def _filtered(query: Query) -> _Builder:
+    """Every condition of ``query``, the live filter first."""
+    builder = _Builder()
+    builder.term("a.entity = ?", query.entity)
+    builder.term("(a.expires_at IS NULL OR a.expires_at > ?)", query.now)
+    for condition in query.attributes:
+        _check_arity(condition)
+        if condition.op is Op.MISSING:
+            builder.term(
+                "NOT EXISTS (SELECT 1 FROM attributes AS m WHERE m.entity = a.entity"
+                " AND m.key = a.key AND m.name = ?)",
+                condition.field,
+            )
+            continue
+        alias = builder.join(condition.field)
+        if condition.op is Op.EQ and builder.equal is None:
+            builder.equal = alias
+        if condition.op is not Op.EXISTS:
+            _attribute_term(builder, alias, condition)
+    for condition in query.times:
+        _check_arity(condition)
+        _time_term(builder, _time_column(condition.field), condition)
+    if query.statuses:
+        statuses = sorted(status.value for status in query.statuses)
+        builder.term(f"a.status IN ({', '.join('?' * len(statuses))})", *statuses)
+    if query.generation is not None:
+        builder.term("a.generation = ?", query.generation)
+    return builder
+
+
+def _attribute_term(builder: _Builder, alias: str, condition: Condition) -> None:
+    value = f"{alias}.value"
+    if condition.op is Op.IN:
+        # Grouped by family: a value matches only stored values of its own kind.
+        groups: dict[tuple[str, ...], list[SqlValue]] = {}
+        for item in condition.values:
+            tag, stored = to_sql(item)
+            groups.setdefault(_FAMILY[tag], []).append(stored)
+        parts: list[str] = []
+        params: list[Any] = []
+        for family, stored_values in groups.items():
+            parts.append(
+                f"({alias}.value_type IN ({', '.join('?' * len(family))})"
+                f" AND {value} IN ({', '.join('?' * len(stored_values))}))"
+            )
+            params.extend((*family, *stored_values))
+        builder.term(parts[0] if len(parts) == 1 else f"({' OR '.join(parts)})", *params)
+        return
+    tags, operands = zip(*(to_sql(item) for item in condition.values), strict=True)
+    family = _FAMILY[tags[0]]
+    if any(_FAMILY[tag] != family for tag in tags):
+        raise ValueError(f"the values of {condition} are not of one kind")
+    builder.term(f"{alias}.value_type IN ({', '.join('?' * len(family))})", *family)
+    if condition.op is Op.PREFIX:
+        if tags[0] != "str":
+            raise ValueError(f"{condition}: a prefix must be a string")
+        prefix = str(operands[0])
+        # A range on the index instead of LIKE/GLOB: no escaping, no case folding, and
+        # the index seeks to the prefix. TEXT compares as UTF-8 bytes: code point order.
+        builder.term(f"{value} >= ?", prefix)
+        end = _prefix_end(prefix)
+        if end is not None:
+            builder.term(f"{value} < ?", end)
+    elif condition.op is Op.BETWEEN:
+        builder.term(f"{value} BETWEEN ? AND ?", *operands)
+    else:
+        builder.term(f"{value} {_COMPARE[condition.op]} ?", operands[0])
+
+
+def _time_term(builder: _Builder, column: str, condition: Condition) -> None:
+    match condition.op:
+        case Op.EXISTS:
+            builder.term(f"{column} IS NOT NULL")
+        case Op.MISSING:
+            builder.term(f"{column} IS NULL")
+        case Op.BETWEEN:
+            low, high = (_epoch(value) for value in condition.values)
+            builder.term(f"{column} BETWEEN ? AND ?", low, high)
+        case Op.IN:
+            times = [_epoch(value) for value in condition.values]
+            builder.term(f"{column} IN ({', '.join('?' * len(times))})", *times)
+        case Op.PREFIX:
+            raise ValueError(f"{condition}: a time has no prefix")
+        case _:
+            builder.term(f"{column} {_COMPARE[condition.op]} ?", _epoch(condition.values[0]))
+
+
+def _check_arity(condition: Condition) -> None:
+    given = len(condition.values)
+    expected = _ARITY.get(condition.op)
+    if (expected is None and given < 1) or (expected is not None and given != expected):
+        raise ValueError(f"{condition}: wrong number of values for {condition.op.name}")
+
+
+def _time_column(name: str) -> str:
+    """The column of a time field: a fixed fragment, never the caller's text."""
+    try:
+        return _TIME_COLUMNS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown time field {name!r} (expected one of {', '.join(_TIME_COLUMNS)})"
+        ) from None
+
+
+def _epoch(value: AttributeValue) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"a time is epoch seconds, got {value!r}")
+
+
+def _cursor_value(query: Query, value: SortValue) -> SqlValue:
+    """The stored form of the cursor's sort value, compared as the sort column is stored."""
+    if value is None:
+        raise ValueError(f"a cursor ordering by {query.order_by!r} needs a sort value")
+    if query.order_attribute:
+        return to_sql(value)[1]
+    return _epoch(value)
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix``; ``None`` if none is.
+
+    The last code point that can grow grows by one (skipping surrogates); code points at the
+    maximum after it are dropped. A prefix of maximal code points only has no upper bound.
+    """
+    for index in range(len(prefix) - 1, -1, -1):
+        point = ord(prefix[index])
+        if point < _MAX_CODE_POINT:
+            point += 1
+            if point in _SURROGATES:
+                point = _SURROGATES.stop
+            return prefix[:index] + chr(point)
+    return None
