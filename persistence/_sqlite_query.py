@@ -187,6 +187,13 @@ def summaries(
 def _filtered(query: Query) -> _Builder:
     """Every condition of ``query``, the live filter first."""
     builder = _Builder()
+    # With a cursor on an attribute order, the cursor is where the index scan must start.
+    # The range bound on the same side is then written `+value`, which SQLite does not use
+    # to seek: otherwise it seeks to the bound and skips every entry up to the cursor, and a
+    # page deep into a range costs as much as reading the range up to it.
+    resume: str | None = None
+    if query.after is not None and query.order_attribute:
+        resume = "<" if query.descending else ">"
     builder.term("a.entity = ?", query.entity)
     builder.term("(a.expires_at IS NULL OR a.expires_at > ?)", query.now)
     for condition in query.attributes:
@@ -202,7 +209,8 @@ def _filtered(query: Query) -> _Builder:
         if condition.op is Op.EQ and builder.equal is None:
             builder.equal = alias
         if condition.op is not Op.EXISTS:
-            _attribute_term(builder, alias, condition)
+            side = resume if condition.field == query.order_by else None
+            _attribute_term(builder, alias, condition, side)
     for condition in query.times:
         _check_arity(condition)
         _time_term(builder, _time_column(condition.field), condition)
@@ -214,8 +222,13 @@ def _filtered(query: Query) -> _Builder:
     return builder
 
 
-def _attribute_term(builder: _Builder, alias: str, condition: Condition) -> None:
+def _attribute_term(
+    builder: _Builder, alias: str, condition: Condition, resume: str | None = None
+) -> None:
+    """The condition's SQL; ``resume`` (``>`` or ``<``) marks the side a cursor seeks from."""
     value = f"{alias}.value"
+    low = f"+{value}" if resume == ">" else value  # bounds on the cursor's side: no seek
+    high = f"+{value}" if resume == "<" else value
     if condition.op is Op.IN:
         # Grouped by family: a value matches only stored values of its own kind.
         groups: dict[tuple[str, ...], list[SqlValue]] = {}
@@ -243,14 +256,17 @@ def _attribute_term(builder: _Builder, alias: str, condition: Condition) -> None
         prefix = str(operands[0])
         # A range on the index instead of LIKE/GLOB: no escaping, no case folding, and
         # the index seeks to the prefix. TEXT compares as UTF-8 bytes: code point order.
-        builder.term(f"{value} >= ?", prefix)
+        builder.term(f"{low} >= ?", prefix)
         end = _prefix_end(prefix)
         if end is not None:
-            builder.term(f"{value} < ?", end)
+            builder.term(f"{high} < ?", end)
     elif condition.op is Op.BETWEEN:
-        builder.term(f"{value} BETWEEN ? AND ?", *operands)
+        builder.term(f"{low} >= ? AND {high} <= ?", *operands)
     else:
-        builder.term(f"{value} {_COMPARE[condition.op]} ?", operands[0])
+        side = (
+            low if condition.op in (Op.GT, Op.GE) else high if condition.op is not Op.EQ else value
+        )
+        builder.term(f"{side} {_COMPARE[condition.op]} ?", operands[0])
 
 
 def _time_term(builder: _Builder, column: str, condition: Condition) -> None:

@@ -58,6 +58,24 @@ SHAPES: dict[str, tuple[Select, str, bool]] = {
         SEEK_ABOVE,
         False,
     ),
+    # A page deep into a range seeks to the cursor, not to the range's start.
+    "range by its attribute, next page": (
+        find(by(attributes=ABOVE, order_by="amount", order_attribute=True, after=(900, "k"))),
+        "SEARCH t0 USING INDEX attributes_lookup (entity=? AND name=? AND (value,key)>(?,?))",
+        False,
+    ),
+    "between by its attribute, next page": (
+        find(
+            by(
+                attributes=(Condition(field="amount", op=Op.BETWEEN, values=(0, 10**7)),),
+                order_by="amount",
+                order_attribute=True,
+                after=(9 * 10**6, "k"),
+            )
+        ),
+        "(entity=? AND name=? AND (value,key)>(?,?) AND value<?)",
+        False,
+    ),
     "created_at": (find(by(order_by="created_at")), "USING INDEX actors_created", False),
     # Not indexed on purpose: every turn changes updated_at, and an index on it cost each
     # update about 30% more; ordering by it sorts the entity's actors instead.
