@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 import msgspec
 
 from actors._entity import Entity, EntitySpec
-from actors._registry import MAX_STRING, check_attribute_name, family, is_text
+from actors._registry import MAX_STRING, check_attribute_name, family, in_range, is_text
 from actors.errors import InvalidQuery
 from persistence import (
     ActorSummary,
@@ -333,8 +333,10 @@ def _kind(where: str, value: object) -> str:
         raise InvalidQuery(f"{where}: {value} does not fit in 64 bits")
     if isinstance(value, str) and (len(value) > MAX_STRING or not is_text(value)):
         raise InvalidQuery(f"{where}: a string is valid Unicode of at most {MAX_STRING} characters")
-    if isinstance(value, datetime) and value.tzinfo is None:
-        raise InvalidQuery(f"{where}: a datetime must be timezone-aware, got {value!r}")
+    if isinstance(value, datetime) and (value.tzinfo is None or not in_range(value)):
+        raise InvalidQuery(
+            f"{where}: a datetime must be timezone-aware, in years 1-9999 in UTC; got {value!r}"
+        )
     kind = family(value)
     if kind is None:
         raise InvalidQuery(
@@ -399,7 +401,7 @@ def make_cursor(order: Order, row: ActorSummary) -> str:
     """An opaque cursor that resumes ``order`` after ``row``."""
     value = row.sort_value
     tagged: list[Any] = (
-        ["datetime", value.timestamp()]
+        ["datetime", value.isoformat()]
         if isinstance(value, datetime)
         else [family(value) or "none", value]
     )
@@ -418,8 +420,11 @@ def _read_cursor(cursor: object, order: Order) -> tuple[SortValue, str]:
         raise bad from None
     if version != _CURSOR_VERSION or token != order.token or not isinstance(key, str):
         raise bad
-    if tag == "datetime" and isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC), key
+    if tag == "datetime" and isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value), key
+        except ValueError:
+            raise bad from None
     if tag == "bool" and isinstance(value, bool):
         return value, key
     if tag in ("number", "str", "none"):

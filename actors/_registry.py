@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -30,6 +30,15 @@ def check_attribute_name(name: object) -> str:
 
 
 KINDS = {str: "str", int: "number", float: "number", bool: "bool", datetime: "datetime"}
+
+
+def in_range(value: datetime) -> bool:
+    """Whether the aware ``value`` is an instant of years 1 to 9999 in UTC."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def is_text(value: str) -> bool:
@@ -82,6 +91,8 @@ def check_attributes(
         elif isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ValueError(f"attribute {name!r}: datetime must be timezone-aware")
+            if not in_range(value):
+                raise ValueError(f"attribute {name!r}: {value} is outside years 1-9999 in UTC")
         elif not isinstance(value, bool):
             raise ValueError(
                 f"attribute {name!r}: {type(value).__name__} is not an attribute type "

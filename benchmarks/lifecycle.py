@@ -38,12 +38,14 @@ from persistence import (
     ActorId,
     ActorInit,
     ActorRecord,
+    ActorSummary,
     Admit,
     AdmitOutcome,
     Completion,
     MessageKind,
     MessageRecord,
     NewMessage,
+    Query,
     Status,
     Store,
     TurnCommit,
@@ -170,6 +172,12 @@ class TimedPurges:
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
         return await self._store.actors_with_mail(after=after, limit=limit)
+
+    async def find(self, query: Query) -> list[ActorSummary]:
+        return await self._store.find(query)
+
+    async def count(self, query: Query) -> int:
+        return await self._store.count(query)
 
     async def purge_expired(self, *, now: float, limit: int) -> int:
         self.started.set()

@@ -1,16 +1,20 @@
 """How attribute values are stored: a type tag beside a SQL-friendly value.
 
-SQL engines' own typing loses ``bool`` (stored as integer) and ``datetime`` (stored as UTC epoch
-seconds, which keeps range queries numeric); the tag brings the Python type back.
+SQL engines' own typing loses ``bool`` (stored as integer) and ``datetime`` (stored as integer
+microseconds since the Unix epoch, exact for every year from 1 to 9999, which keeps range
+queries numeric); the tag brings the Python type back.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from persistence.records import AttributeValue
 
 SqlValue = str | int | float
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def to_sql(value: AttributeValue) -> tuple[str, SqlValue]:
@@ -28,7 +32,7 @@ def to_sql(value: AttributeValue) -> tuple[str, SqlValue]:
     if isinstance(value, str):
         return "str", value
     if isinstance(value, datetime):
-        return "datetime", value.timestamp()
+        return "datetime", (value - _EPOCH) // _MICROSECOND
     raise TypeError(f"unsupported attribute value type {type(value).__name__}")
 
 
@@ -44,5 +48,5 @@ def from_sql(value_type: str, value: SqlValue) -> AttributeValue:
         case "str":
             return str(value)
         case "datetime":
-            return datetime.fromtimestamp(float(value), UTC)
+            return _EPOCH + int(value) * _MICROSECOND
     raise ValueError(f"unknown attribute value type tag {value_type!r}")

@@ -50,6 +50,21 @@ EXPECTED = {
         "same key, other amount -> refused: PayloadMismatch",
         "provider called 1 time(s)",
     ],
+    "registry.py": [
+        "alice's open orders: order-05 alice us 15000 active, order-08 alice eu 5200 active,"
+        " order-01 alice eu 1200 active",
+        "order-01 add_item(1000) -> 2200; found by amount: order-01",
+        "eu page 1: order-03 alice eu 300 completed, order-06 bob eu 700 completed",
+        "order-11 dave eu 100 placed between pages",
+        "eu page 2: order-01 alice eu 2200 active, order-07 carol eu 2500 active",
+        "eu page 3: order-08 alice eu 5200 active",
+        "region ap: 2 orders, 2 open",
+        "region eu: 6 orders, 4 open",
+        "region us: 3 orders, 2 open",
+        "large: order-05 alice us 15000 active -> open",
+        "large: order-09 bob us 12000 completed -> shipped 1 item(s) for 12000",
+        "refused: where['amount']: attribute 'amount' of 'order' holds number values, got str",
+    ],
     "reminders.py": [
         "order-1 placed: awaiting payment of 1999",
         "order-1 pay(1999) -> paid 1999, deadline cancelled",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import pytest
@@ -322,3 +322,30 @@ async def test_strings_with_lone_surrogates_are_refused_before_storing() -> None
         with pytest.raises(InvalidQuery, match="valid Unicode"):
             await rt.find(Note, where={"s": "x\ud800"})
         assert await rt.count(Note) == 0
+
+
+async def test_datetimes_keep_their_microsecond_in_any_year(store_url: str) -> None:
+    """Datetime attributes are exact to the microsecond, from year 1 to 9999 in UTC."""
+    far = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    near = far - timedelta(microseconds=1)
+    async with running(store_url, Note) as rt:
+        for key, when in (("far", far), ("near", near), ("first", datetime(1, 1, 1, tzinfo=UTC))):
+            await (await rt.start(Note, key, attributes={"t": when})).reply()
+        assert [i.key for i in (await rt.find(Note, where={"t": far})).items] == ["far"]
+        assert [i.key for i in (await rt.find(Note, where={"t": Lt(far)}, order_by="t")).items] == [
+            "first",
+            "near",
+        ]
+        page = await rt.find(Note, order_by="-t", limit=1)
+        assert page.items[0].attributes["t"] == far
+        assert page.cursor is not None
+        rest = await rt.find(Note, order_by="-t", after=page.cursor)
+        assert [i.key for i in rest.items] == ["near", "first"]
+        with pytest.raises(ValueError, match="outside years 1-9999 in UTC"):
+            await rt.start(
+                Note, "x", attributes={"t": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))}
+            )
+        with pytest.raises(InvalidQuery, match="years 1-9999"):
+            await rt.find(
+                Note, where={"t": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))}
+            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -207,8 +208,13 @@ async def test_a_version_four_store_is_upgraded_to_registry_indexes_with_its_act
         finally:
             await old.close()
         # An operator had run ANALYZE: migration 5 replaces the figures it plans with.
+        # A datetime attribute as version 4 stored it: epoch seconds as a float.
         with closing(sqlite3.connect(db_path)) as conn, conn:
             conn.execute("ANALYZE")
+            conn.execute(
+                "INSERT INTO attributes VALUES ('order', 'a-1', 'due', 'datetime', ?)",
+                (1_700_000_000.25,),
+            )
         assert not registry_indexes & tables(db_path, "index")
 
         upgraded = await SQLiteStore.open(str(db_path))
@@ -221,7 +227,11 @@ async def test_a_version_four_store_is_upgraded_to_registry_indexes_with_its_act
             found = await upgraded.find(newest_gold)
             assert [(row.key, row.sort_value, row.attributes) for row in found] == [
                 ("c-3", 3.0, {"tier": "gold"}),
-                ("a-1", 1.0, {"tier": "gold"}),
+                (
+                    "a-1",
+                    1.0,
+                    {"tier": "gold", "due": datetime(2023, 11, 14, 22, 13, 20, 250000, UTC)},
+                ),
             ]
             assert await upgraded.count(newest_gold) == 2
         finally:

@@ -1,4 +1,9 @@
 -- Registry queries (find / count).
+
+-- Datetime attributes were epoch seconds as floats, which cannot hold a microsecond far from
+-- 1970; they are integer microseconds since the epoch from now on.
+UPDATE attributes SET value = CAST(round(value * 1000000) AS INTEGER)
+WHERE value_type = 'datetime';
 --
 -- Ordering by a time column reads one of these indexes in order and stops at the page's limit
 -- instead of sorting every actor of the entity; ties break by key, which the entries end with.
