@@ -138,6 +138,26 @@ async def timer_messages(store: Store, actor: ActorId) -> list[MessageRecord]:
     return [m for m in await store.load_mailbox(actor) if m.kind is MessageKind.TIMER]
 
 
+async def duplicate_for_ended(
+    store: Store, actor: ActorId, payload: bytes, *, now: float
+) -> MessageRecord:
+    """A start of ``actor``, delivered ``to_terminal`` to its ended generation as a duplicate."""
+    [routed] = await store.write(
+        [
+            Admit(
+                actor=actor,
+                message=start(payload),
+                init=ActorInit(retention=RETENTION),
+                to_terminal=True,
+            )
+        ],
+        now=now,
+    )
+    assert isinstance(routed, AdmitOutcome)
+    assert routed.message is not None
+    return routed.message
+
+
 async def terminal_generation_with_timer(store: Store, actor: ActorId, *, due_at: float) -> None:
     """Leave ``actor`` failed at time 2, after its ended generation tried to schedule a timer.
 
@@ -156,24 +176,10 @@ async def terminal_generation_with_timer(store: Store, actor: ActorId, *, due_at
         ),
         now=2.0,
     )
-    [routed] = await store.write(
-        [
-            Admit(
-                actor=actor,
-                message=start(b"again"),
-                init=ActorInit(retention=RETENTION),
-                to_terminal=True,
-            )
-        ],
-        now=3.0,
-    )
-    assert isinstance(routed, AdmitOutcome)
-    assert routed.message is not None
+    routed = await duplicate_for_ended(store, actor, b"again", now=3.0)
     late = await commit(
         store,
-        TurnCommit(
-            actor=actor, generation=1, consumed=routed.message.id, timers=[timer("t", due_at)]
-        ),
+        TurnCommit(actor=actor, generation=1, consumed=routed.id, timers=[timer("t", due_at)]),
         now=3.0,
     )
     assert late.applied
@@ -684,26 +690,14 @@ async def test_a_rerun_after_failure_starts_without_the_failed_generations_timer
     """G1: a successor started from an ended generation leaves its timers behind too."""
     with anyio.fail_after(LIMIT):
         await terminal_generation_with_timer(store, A, due_at=10.0)
-        [routed] = await store.write(
-            [
-                Admit(
-                    actor=A,
-                    message=start(b"rerun"),
-                    init=ActorInit(retention=RETENTION),
-                    to_terminal=True,
-                )
-            ],
-            now=4.0,
-        )
-        assert isinstance(routed, AdmitOutcome)
-        assert routed.message is not None
+        routed = await duplicate_for_ended(store, A, b"rerun", now=4.0)
 
         outcome = await commit(
             store,
             TurnCommit(
                 actor=A,
                 generation=1,
-                consumed=routed.message.id,
+                consumed=routed.id,
                 timers=[timer("also-left-behind", 10.0)],
                 successor=Successor(init=ActorInit(retention=RETENTION), message=start(b"2")),
             ),
