@@ -44,6 +44,24 @@ def tables(path: Path, kind: str = "table") -> set[str]:
     return {name for (name,) in rows}
 
 
+async def create_old_store(db_path: Path, *, version: int) -> None:
+    """An empty store at schema ``version``, closed: what an older release left behind."""
+    old = await SQLiteStore.open(str(db_path), schema_version=version)
+    try:
+        assert await old.schema_version() == version
+    finally:
+        await old.close()
+
+
+def insert_active_actor(conn: sqlite3.Connection) -> None:
+    """Actor A, active with state b"state", as raw SQL (every schema version has these)."""
+    conn.execute(
+        "INSERT INTO actors (entity, key, generation, status, state, retention,"
+        " created_at, updated_at) VALUES (?, ?, 1, 'active', ?, 30.0, 1.0, 2.0)",
+        (A.entity, A.key, b"state"),
+    )
+
+
 def test_the_sqlite_schema_ships_at_least_two_migrations() -> None:
     """The upgrade tests below need a version 1 older than the newest."""
     assert SHIPPED >= 2
@@ -54,19 +72,11 @@ async def test_a_version_one_store_is_upgraded_in_place_with_its_data_intact(
 ) -> None:
     """G4: opening an older store migrates it without losing what it holds."""
     with anyio.fail_after(LIMIT):
-        old = await SQLiteStore.open(str(db_path), schema_version=1)
-        try:
-            assert await old.schema_version() == 1
-        finally:
-            await old.close()
+        await create_old_store(db_path, version=1)
         # What a version-1 release left behind: an actor, its state, one unhandled message.
         # Written as raw SQL because today's code writes columns that version 1 lacks.
         with closing(sqlite3.connect(db_path)) as conn, conn:
-            conn.execute(
-                "INSERT INTO actors (entity, key, generation, status, state, retention,"
-                " created_at, updated_at) VALUES (?, ?, 1, 'active', ?, 30.0, 1.0, 2.0)",
-                (A.entity, A.key, b"state"),
-            )
+            insert_active_actor(conn)
             conn.execute(
                 "INSERT INTO messages (id, entity, key, generation, kind, handler, payload,"
                 " created_at) VALUES (2, ?, ?, 1, 'tell', 'poke', ?, 1.0)",
@@ -116,20 +126,12 @@ async def test_a_version_three_store_is_upgraded_to_timers_with_its_messages_rea
 ) -> None:
     """G4: the timers migration keeps every stored message readable, and timers then work."""
     with anyio.fail_after(LIMIT):
-        old = await SQLiteStore.open(str(db_path), schema_version=3)
-        try:
-            assert await old.schema_version() == 3
-        finally:
-            await old.close()
+        await create_old_store(db_path, version=3)
         # What a version-3 release left behind: an actor with a pending duplicate (with its
         # metadata), a pending request under an idempotency key, and a handled one whose reply
         # is kept. Written as raw SQL because today's code writes the timer column.
         with closing(sqlite3.connect(db_path)) as conn, conn:
-            conn.execute(
-                "INSERT INTO actors (entity, key, generation, status, state, retention,"
-                " created_at, updated_at) VALUES (?, ?, 1, 'active', ?, 30.0, 1.0, 2.0)",
-                (A.entity, A.key, b"state"),
-            )
+            insert_active_actor(conn)
             conn.executemany(
                 "INSERT INTO messages (id, entity, key, generation, kind, handler, payload,"
                 " created_at, meta, idempotency_key, done, reply, expires_at)"
