@@ -10,6 +10,7 @@ from actors._clock import Clock, SystemClock
 from actors._codec import NO_PAYLOAD
 from actors._config import RuntimeConfig
 from actors._context import Context
+from actors._dead_letters import DeadLetter
 from actors._duplicate import Duplicate
 from actors._entity import Entity, handler
 from actors._query import (
@@ -34,12 +35,15 @@ from actors.errors import (
     ActorNotFound,
     ActorsError,
     AskTimeout,
+    DeadlockDetected,
     HandlerFailed,
     IdempotencyConflict,
     InvalidEntity,
     InvalidKey,
     InvalidPayload,
     InvalidQuery,
+    MessageDeadLettered,
+    Overloaded,
     RuntimeClosed,
     StorageError,
     UnknownEntity,
@@ -60,6 +64,8 @@ __all__ = [
     "Between",
     "Clock",
     "Context",
+    "DeadLetter",
+    "DeadlockDetected",
     "Duplicate",
     "Entity",
     "Exists",
@@ -74,8 +80,10 @@ __all__ = [
     "InvalidQuery",
     "Le",
     "Lt",
+    "MessageDeadLettered",
     "Missing",
     "Operator",
+    "Overloaded",
     "Page",
     "Prefix",
     "Runtime",

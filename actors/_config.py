@@ -26,6 +26,18 @@ class RuntimeConfig:
         purge_batch: how many expired actors one purge transaction removes.
         ask_timeout: the default ``ask``/``reply`` timeout; ``None`` waits forever.
         close_timeout: how long closing may take to flush committed-but-unacknowledged work.
+        handler_timeout: how long one handler may run before its turn fails with a
+            ``HandlerTimeout`` error (the actor stays usable); ``None`` lets handlers run
+            forever. A handler's own ``@handler(timeout=...)`` wins.
+        max_attempts: how many times a message may be tried before it is moved to the dead
+            letters: each restart that finds it at the head of its mailbox (it may have been
+            running when the process stopped) and each commit of its turn that the store
+            refused for good count as one attempt.
+        max_mailbox: the most messages one actor may have accepted and not yet handled; past
+            it, callers get a retryable ``Overloaded`` error.
+        max_in_flight: the most messages and commits the runtime holds in memory at once;
+            past it, callers get a retryable ``Overloaded`` error.
+        max_payload: the largest encoded payload a message may carry, in bytes.
     """
 
     max_batch: int = 1000
@@ -36,19 +48,50 @@ class RuntimeConfig:
     purge_batch: int = 500
     ask_timeout: timedelta | None = None
     close_timeout: timedelta = timedelta(seconds=10)
+    handler_timeout: timedelta | None = timedelta(minutes=1)
+    max_attempts: int = 10
+    max_mailbox: int = 10_000
+    max_in_flight: int = 100_000
+    max_payload: int = 1024 * 1024
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
-        if self.max_active < 1:
-            raise ValueError(f"max_active must be at least 1, got {self.max_active}")
-        if self.purge_batch < 1:
-            raise ValueError(f"purge_batch must be at least 1, got {self.purge_batch}")
-        if self.timer_batch < 1:
-            raise ValueError(f"timer_batch must be at least 1, got {self.timer_batch}")
-        for name in ("purge_interval", "close_timeout", "idle_timeout"):
-            value: timedelta = getattr(self, name)
-            if value <= timedelta(0):
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.ask_timeout is not None and self.ask_timeout <= timedelta(0):
-            raise ValueError(f"ask_timeout must be positive or None, got {self.ask_timeout}")
+        for name in (
+            "max_batch",
+            "max_active",
+            "purge_batch",
+            "timer_batch",
+            "max_attempts",
+            "max_mailbox",
+            "max_in_flight",
+            "max_payload",
+        ):
+            count = getattr(self, name)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"{name} must be an int of at least 1, got {count!r}")
+        for name in (
+            "purge_interval",
+            "close_timeout",
+            "idle_timeout",
+            "ask_timeout",
+            "handler_timeout",
+        ):
+            value = getattr(self, name)
+            if value is None and name in ("ask_timeout", "handler_timeout"):
+                continue
+            check_duration(value, what=name)
+
+
+MAX_DURATION = timedelta(days=3650)
+
+
+def check_duration(value: object, *, what: str) -> timedelta:
+    """``value`` if it is a positive ``timedelta`` of at most ten years.
+
+    Raises:
+        ValueError: it is not a timedelta, or is zero, negative or over ten years.
+    """
+    if not isinstance(value, timedelta):
+        raise ValueError(f"{what} must be a timedelta, got {type(value).__name__}")
+    if not timedelta(0) < value <= MAX_DURATION:
+        raise ValueError(f"{what} must be positive and at most 3650 days, got {value}")
+    return value

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from actors import _codec
 from actors._codec import NO_PAYLOAD, _NoPayload
+from actors._config import check_duration
 from actors._duplicate import Duplicate
 from actors._registry import KINDS, check_attribute_name, is_text
 from actors.errors import InvalidEntity, InvalidKey, InvalidPayload, UnknownHandler
@@ -77,21 +78,28 @@ class Entity:
 @overload
 def handler(fn: F, /) -> F: ...
 @overload
-def handler(*, start: bool = False) -> Callable[[F], F]: ...
-def handler(fn: F | None = None, /, *, start: bool = False) -> F | Callable[[F], F]:
+def handler(*, start: bool = False, timeout: timedelta | None = None) -> Callable[[F], F]: ...
+def handler(
+    fn: F | None = None, /, *, start: bool = False, timeout: timedelta | None = None
+) -> F | Callable[[F], F]:
     """Mark an ``async def (self, ctx, payload)`` method of an Entity as a message handler.
 
     Args:
         fn: the method (when used as ``@handler``).
         start: this handler handles ``Runtime.start``'s first message. Needed only when the
             entity has more than one handler.
+        timeout: how long the handler may run before its turn fails with a
+            ``HandlerTimeout`` error (default: ``RuntimeConfig.handler_timeout``).
 
     Returns:
         The method itself, unchanged, so that ``ref.ask(Counter.add, 1)`` stays typed.
     """
+    seconds = None
+    if timeout is not None:
+        seconds = check_duration(timeout, what="handler timeout").total_seconds()
 
     def mark(f: F) -> F:
-        setattr(f, _HANDLER_MARK, {"start": start})
+        setattr(f, _HANDLER_MARK, {"start": start, "timeout": seconds})
         return f
 
     return mark(fn) if fn is not None else mark
@@ -104,6 +112,7 @@ class HandlerSpec:
     payload_type: Any  # NO_PAYLOAD when the handler takes none
     reply_type: Any
     start: bool
+    timeout: float | None = None  # None: the runtime's handler_timeout
 
     @property
     def takes_payload(self) -> bool:
@@ -183,6 +192,7 @@ def _handler_spec(entity: str, attr: str, fn: Any, mark: dict[str, Any]) -> Hand
         payload_type=payload_type,
         reply_type=hints["return"],
         start=bool(mark.get("start")),
+        timeout=mark.get("timeout"),
     )
 
 

@@ -15,6 +15,9 @@ Tree::
     ├── IdempotencyConflict (ValueError)   an idempotency key reused for another message
     ├── InvalidQuery        (ValueError)   a registry query that cannot be run
     ├── AskTimeout          (TimeoutError) no reply in time; the message stays accepted
+    ├── Overloaded                         too much accepted and not yet handled; retry later
+    ├── DeadlockDetected                   an ask that would wait on an actor waiting on it
+    ├── MessageDeadLettered                the message was moved to the dead letters
     ├── StorageError                       the store failed; see __cause__
     └── RuntimeClosed                      the runtime is closed or closing
 
@@ -30,12 +33,15 @@ __all__ = [
     "ActorNotFound",
     "ActorsError",
     "AskTimeout",
+    "DeadlockDetected",
     "HandlerFailed",
     "IdempotencyConflict",
     "InvalidEntity",
     "InvalidKey",
     "InvalidPayload",
     "InvalidQuery",
+    "MessageDeadLettered",
+    "Overloaded",
     "RuntimeClosed",
     "StorageError",
     "UnknownEntity",
@@ -191,6 +197,36 @@ class StorageError(ActorsError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class Overloaded(ActorsError):
+    """The actor's mailbox or the runtime's in-flight work is at its bound; nothing was stored.
+
+    Always retryable: try again once the backlog has drained (with backoff).
+    """
+
+    retryable = True
+
+
+class DeadlockDetected(ActorsError):
+    """An ask (or a wait for a result) that could never be answered.
+
+    The target is the asking actor itself, or an actor further up the chain of asks that
+    is waiting, directly or not, on the asking turn. Nothing was stored.
+    """
+
+
+class MessageDeadLettered(ActorsError):
+    """The message was tried ``max_attempts`` times and moved to the dead letters.
+
+    Attributes:
+        dead_letter: the dead letter's id, for ``Runtime.retry_dead_letter`` and
+            ``Runtime.discard_dead_letter``.
+    """
+
+    def __init__(self, message: str, *, dead_letter: int) -> None:
+        super().__init__(message)
+        self.dead_letter = dead_letter
 
 
 class RuntimeClosed(ActorsError):

@@ -1,0 +1,46 @@
+"""Dead letters: messages that were tried ``max_attempts`` times, kept for an operator.
+
+A message lands here when its turn kept crashing the process (each restart that finds it at
+the head of its mailbox counts an attempt) or when the store refused its turn's commit for
+good. Its actor goes on with the next message. ``Runtime.dead_letters`` lists them,
+``retry_dead_letter`` puts one back at the end of its actor's mailbox, and
+``discard_dead_letter`` drops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import final
+
+__all__ = ["DeadLetter"]
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A message moved out of its actor's mailbox after ``max_attempts`` tries.
+
+    Attributes:
+        id: the dead letter's id (for ``retry_dead_letter`` / ``discard_dead_letter``).
+        entity, key, generation: the actor and generation the message was for.
+        handler: the handler it named.
+        kind: ``start``, ``request``, ``tell``, ``duplicate``, ``timer`` or ``cancel``.
+        payload: the encoded payload (JSON bytes).
+        idempotency_key: the message's idempotency key, if it had one.
+        attempts: how many times it was tried.
+        error: why it was given up (the last failure).
+        dead_at: when it was moved here.
+    """
+
+    id: int
+    entity: str
+    key: str
+    generation: int
+    handler: str
+    kind: str
+    payload: bytes
+    idempotency_key: str | None
+    attempts: int
+    error: str
+    dead_at: datetime
