@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from actors._deadlock import Chain
 from actors._entity import Entity, EntitySpec
 from actors._future import Future
 from persistence import ActorId, MessageRecord, Status
@@ -36,6 +37,10 @@ class Envelope:
 
     record: MessageRecord
     reply: Future[Any] | None = None
+    # The turns waiting on this message's reply (the deadlock guard's chain).
+    chain: Chain = ()
+    # Commits of this message's turn that the store refused for good.
+    refusals: int = 0
 
 
 @dataclass(slots=True, eq=False)

@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from actors import _codec
 from actors._activation import Activation, ActivationTable, Ending, Envelope
 from actors._context import ADOPT, SUPERSEDE
+from actors._deadlock import Chain
 from actors._future import Future
 from actors._turn import READMIT, TurnResult, forward, run_turn
 from actors._writer import Item, Request, Writer
@@ -101,14 +102,16 @@ class Dispatcher:
 
     # -- delivery ----------------------------------------------------------------------
 
-    def deliver(self, record: MessageRecord, reply: Future[Any] | None, created: bool) -> None:
+    def deliver(
+        self, record: MessageRecord, reply: Future[Any] | None, created: bool, chain: Chain = ()
+    ) -> None:
         """Put a committed message in its actor's mailbox and make sure someone drives it.
 
         An actor with no activation gets one if there is room (an idle activation is
         passivated to make it); otherwise its messages wait, in order, for room.
         """
         actor = ActorId(entity=record.entity, key=record.key)
-        envelope = Envelope(record, reply)
+        envelope = Envelope(record, reply, chain)
         act = self.activations.find(actor)
         if act is None:
             waiting = self._waiting.get(actor)
@@ -357,7 +360,7 @@ class Dispatcher:
                 return
             assert isinstance(outcome, AdmitOutcome | EnqueueOutcome)
             if outcome.message is not None:
-                self.deliver(outcome.message, item.reply, outcome.created)
+                self.deliver(outcome.message, item.reply, outcome.created, item.chain)
             elif (
                 isinstance(outcome, EnqueueOutcome)
                 and outcome.repeat_of is not None

@@ -19,7 +19,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from actors import _codec
+from actors import _codec, _deadlock
 from actors._activation import ActivationTable
 from actors._clock import Clock, SystemClock, track
 from actors._config import RuntimeConfig
@@ -130,6 +130,9 @@ class Runtime:
         self._by_class = {spec.cls: spec for spec in specs.values()}
         self.clock = clock
         self.config = config
+        self.handler_timeout = (
+            None if config.handler_timeout is None else config.handler_timeout.total_seconds()
+        )
         self._closed = False
         self._services: TaskGroup | None = None
         self._writer = Writer(store, clock, max_batch=config.max_batch)
@@ -673,11 +676,13 @@ class Runtime:
         timeout: timedelta | None,
         idempotency_key: str | None,
     ) -> Any:
+        chain = _deadlock.waiters(ref._id, f"ask {name}")
         reply: Future[Any] = Future()
         request = Request(
             item=self._enqueue(ref, spec, MessageKind.REQUEST, name, data, idempotency_key),
             accepted=Future(),
             reply=reply,
+            chain=chain,
         )
         with self._deadline(ref, name, timeout):
             outcome = await self._request(request)
@@ -750,6 +755,7 @@ class Runtime:
         return record
 
     async def _result(self, ref: ActorRef[Any], timeout: timedelta | None) -> Any:
+        _deadlock.waiters(ref._id, "result")
         with self._deadline(ref, "result", timeout):
             record = await self._record(ref)
             if record.status is Status.ACTIVE:
@@ -809,6 +815,7 @@ class Runtime:
     async def _await_reply(
         self, actor: ActorRef[Any], reply: Future[Any], timeout: timedelta | None
     ) -> Any:
+        _deadlock.waiters(actor._id, "reply")
         with self._deadline(actor, "reply", timeout):
             return await reply.wait()
 

@@ -6,13 +6,15 @@ commits it and only then releases the reply and the outgoing messages.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import structlog
 
-from actors import _codec
+from actors import _codec, _deadlock
 from actors._activation import Activation, Envelope
 from actors._context import ADOPT, SUPERSEDE, Context, _Marker, error_info
 from actors._duplicate import Duplicate
@@ -34,6 +36,11 @@ if TYPE_CHECKING:
     from actors._runtime import Runtime
 
 log = structlog.get_logger("actors.turn")
+
+
+class HandlerTimeout(Exception):
+    """A handler ran past its timeout; its turn fails like one that raised."""
+
 
 READMIT: Any = _Marker("READMIT")
 """A duplicate's reply: whatever the re-admission to the current generation decides."""
@@ -122,10 +129,20 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
                     received_at=datetime.fromtimestamp(record.created_at, UTC),
                 )
             args = (payload,)
-        with structlog.contextvars.bound_contextvars(
-            entity=act.id.entity, key=act.id.key, generation=act.generation, message_id=record.id
+        timeout = handler.timeout if handler.timeout is not None else rt.handler_timeout
+        with (
+            structlog.contextvars.bound_contextvars(
+                entity=act.id.entity,
+                key=act.id.key,
+                generation=act.generation,
+                message_id=record.id,
+            ),
+            _deadlock.turn(act.id, env.chain),
+            anyio.move_on_after(math.inf if timeout is None else timeout) as limit,
         ):
             value = await handler.fn(act.instance, ctx, *args)
+        if limit.cancelled_caught:
+            raise HandlerTimeout(f"handler {what} did not finish within {timeout:g} s")
         if value is ADOPT or value is SUPERSEDE:
             data, reply = None, value
         else:

@@ -18,6 +18,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from actors._clock import Clock
+from actors._deadlock import Chain
 from actors._future import Future
 from actors._turn import TurnResult
 from persistence import Admit, Enqueue, FireTimers, Store, StoreError, WriteOutcome
@@ -32,6 +33,7 @@ class Request:
     item: Admit | Enqueue | FireTimers
     accepted: Future[Any]
     reply: Future[Any] | None = None
+    chain: Chain = ()
 
 
 Item = Request | TurnResult
