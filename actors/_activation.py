@@ -113,8 +113,11 @@ class Activation:
         for name in names:
             self.voiding[name] = self.voiding.get(name, 0) + 1
 
-    def voided(self, names: Iterable[str], *, applied: bool) -> None:
-        """The turn that voided ``names`` committed: their fired messages are gone (if applied)."""
+    def voided(self, names: Iterable[str], *, applied: bool) -> int:
+        """The turn that voided ``names`` committed: their fired messages are gone (if applied).
+
+        Returns how many fired messages it dropped.
+        """
         for name in names:
             left = self.voiding.get(name, 1) - 1
             if left:
@@ -122,11 +125,18 @@ class Activation:
             else:
                 self.voiding.pop(name, None)
         if not applied:
-            return
+            return 0
         gone = set(names)
+        held = len(self.parked) + len(self.mailbox)
         self.parked = [e for e in self.parked if e.record.timer not in gone]
         if any(e.record.timer in gone for e in self.mailbox):
             self.mailbox = deque(e for e in self.mailbox if e.record.timer not in gone)
+        return held - len(self.parked) - len(self.mailbox)
+
+    @property
+    def held(self) -> int:
+        """Messages this activation holds: waiting, parked, or with a commit in flight."""
+        return len(self.mailbox) + len(self.parked) + len(self.in_flight)
 
     def committed(self) -> Envelope:
         """The oldest in-flight turn was committed."""

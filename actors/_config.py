@@ -33,8 +33,8 @@ class RuntimeConfig:
             letters: each restart that finds it at the head of its mailbox (it may have been
             running when the process stopped) and each commit of its turn that the store
             refused for good count as one attempt.
-        max_mailbox: the most messages one actor may have accepted and not yet handled; past
-            it, callers get a retryable ``Overloaded`` error.
+        max_mailbox: the most messages one actor may have waiting for their turn (accepted,
+            or on their way in); past it, callers get a retryable ``Overloaded`` error.
         max_in_flight: the most messages and commits the runtime holds in memory at once;
             past it, callers get a retryable ``Overloaded`` error.
         max_payload: the largest encoded payload a message may carry, in bytes.

@@ -12,8 +12,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Never, TypeVar, final, overload
 
 from actors import _codec
+from actors._config import MAX_DURATION
 from actors._entity import Entity, EntitySpec, check_key
-from actors._registry import check_attribute_name, check_attributes, decode_attributes
+from actors._refs import ActorRef
+from actors._registry import (
+    MAX_ATTRIBUTES,
+    check_attribute_name,
+    check_attributes,
+    decode_attributes,
+    is_text,
+)
 from actors.errors import InvalidKey
 from persistence import (
     ActorInit,
@@ -29,13 +37,15 @@ from persistence import (
 )
 
 if TYPE_CHECKING:
-    from actors._refs import ActorRef
     from actors._runtime import Runtime
 
 __all__ = ["Context"]
 
 E = TypeVar("E", bound=Entity)
 P = TypeVar("P")
+
+MAX_ERROR_MESSAGE = 4096
+"""The most characters of a failure's message that are stored; the rest is cut."""
 
 
 class _Marker:
@@ -127,14 +137,24 @@ class Context:
         """Set registry attributes of this actor, committed with the turn.
 
         Raises:
-            ValueError: a name or value is not a valid attribute.
+            ValueError: a name or value is not a valid attribute, or this turn would set more
+                than 64 attributes.
         """
         checked = check_attributes(values, self._spec.attribute_types)
+        if len(self._attributes.keys() | checked.keys()) > MAX_ATTRIBUTES:
+            raise ValueError(
+                f"at most {MAX_ATTRIBUTES} attributes per actor; this turn would set "
+                f"{len(self._attributes.keys() | checked.keys())}"
+            )
         self._removed.difference_update(checked)
         self._attributes.update(checked)
 
     def remove_attributes(self, *names: str) -> None:
-        """Remove registry attributes of this actor, committed with the turn."""
+        """Remove registry attributes of this actor, committed with the turn.
+
+        Raises:
+            ValueError: a name is not a valid attribute name.
+        """
         for name in names:
             check_attribute_name(name)
             self._attributes.pop(name, None)
@@ -147,25 +167,31 @@ class Context:
         duplicate starts receive it.
 
         Raises:
-            InvalidPayload: ``result`` does not fit the entity's result type.
+            InvalidPayload: ``result`` does not fit the entity's result type, or is over
+                ``RuntimeConfig.max_payload`` bytes encoded.
             RuntimeError: the turn already completed or failed the actor.
         """
         what = f"result of {self.entity}/{self.key}"
-        data, _ = _codec.check(result, self._spec.result_type, what=what)
+        limit = self._rt.config.max_payload
+        data, _ = _codec.check(result, self._spec.result_type, what=what, limit=limit)
         self._finish(Completion(status=Status.COMPLETED, result=data))
 
     def fail(self, error: str | BaseException) -> None:
         """End this generation as ``failed`` with ``error``, when the turn commits.
 
-        ``ActorRef.result()`` and duplicate starts then raise ``ActorFailed``.
+        ``ActorRef.result()`` and duplicate starts then raise ``ActorFailed``. A message over
+        4096 characters is cut to that length when stored.
 
         Raises:
+            TypeError: ``error`` is neither a str nor an exception.
             RuntimeError: the turn already completed or failed the actor.
         """
         if isinstance(error, BaseException):
             info = error_info(type(error).__name__, str(error), self.handler)
+        elif isinstance(error, str):
+            info = error_info("Failure", error, self.handler)
         else:
-            info = error_info("Failure", str(error), self.handler)
+            raise TypeError(f"fail() takes a str or an exception, got {type(error).__name__}")
         self._finish(Completion(status=Status.FAILED, error=info))
 
     def reply_on_completion(self) -> Never:
@@ -193,7 +219,8 @@ class Context:
 
         Raises:
             RuntimeError: not called from ``on_duplicate``, or already ended in this turn.
-            InvalidPayload: ``payload`` does not fit the start handler.
+            InvalidPayload: ``payload`` does not fit the start handler, or is over
+                ``RuntimeConfig.max_payload`` bytes encoded.
         """
         duplicate = self._duplicate
         if duplicate is None:
@@ -202,7 +229,8 @@ class Context:
         if payload is not _codec.NO_PAYLOAD:
             start = self._spec.handler(duplicate.handler)
             what = f"payload of {self.entity}.{start.name}"
-            data, _ = _codec.check(payload, start.payload_type, what=what)
+            limit = self._rt.config.max_payload
+            data, _ = _codec.check(payload, start.payload_type, what=what, limit=limit)
         if self.status is Status.ACTIVE:
             self._finish(Completion(status=Status.SUPERSEDED))
         elif self._successor is not None:
@@ -277,9 +305,10 @@ class Context:
 
         Args:
             handler: a handler of this actor's entity.
-            payload: its payload.
-            after: fire this long after now (``ctx.now()``).
-            at: fire at this time (a timezone-aware datetime; in the past fires at once).
+            payload: its payload (at most ``RuntimeConfig.max_payload`` bytes encoded).
+            after: fire this long after now (``ctx.now()``), at most 3650 days.
+            at: fire at this time (a timezone-aware datetime; in the past fires at once), at
+                most 3650 days after now.
             name: the timer's id. Scheduling a name that is still pending replaces that timer
                 (a fired, not yet handled one is dropped). By default a new unique id.
 
@@ -287,29 +316,35 @@ class Context:
             The timer's id, for :meth:`cancel_timer`.
 
         Raises:
-            ValueError: not exactly one of ``after`` / ``at``; ``after`` negative; ``at``
-                naive.
+            ValueError: not exactly one of ``after`` / ``at``; ``after`` negative or over
+                3650 days; ``at`` naive or over 3650 days from now.
             InvalidKey: ``name`` breaks the rules of keys, or starts with ``#`` (kept for
                 generated ids).
             UnknownHandler: the entity has no such handler.
-            InvalidPayload: ``payload`` does not fit the handler's payload type.
+            InvalidPayload: ``payload`` does not fit the handler's payload type, or is over
+                ``RuntimeConfig.max_payload`` bytes encoded.
         """
         if (after is None) == (at is None):
             raise ValueError("schedule() needs exactly one of after= or at=")
+        now = self._rt.clock.now()
         if after is not None:
-            if not isinstance(after, timedelta) or after < timedelta(0):
-                raise ValueError(f"after must be a timedelta >= 0, got {after!r}")
-            due = self._rt.clock.now() + after.total_seconds()
+            if not isinstance(after, timedelta) or not timedelta(0) <= after <= MAX_DURATION:
+                raise ValueError(
+                    f"after must be a timedelta >= 0 and at most 3650 days, got {after!r}"
+                )
+            due = now + after.total_seconds()
         else:
             if not isinstance(at, datetime) or at.utcoffset() is None:
                 raise ValueError(f"at must be a timezone-aware datetime, got {at!r}")
             due = at.timestamp()
+            if due - now > MAX_DURATION.total_seconds():
+                raise ValueError(f"at must be at most 3650 days from now, got {at.isoformat()}")
         if name is None:
             name = f"#{self.message_id}.{self._generated}"
             self._generated += 1
         else:
             _check_timer_name(name)
-        target, data = self._spec.encode(handler, payload)
+        target, data = self._spec.encode(handler, payload, limit=self._rt.config.max_payload)
         self._timers[name] = NewTimer(name=name, due_at=due, handler=target.name, payload=data)
         return name
 
@@ -321,10 +356,10 @@ class Context:
         has run, or never existed, does nothing.
 
         Raises:
-            ValueError: ``timer_id`` is not a string.
+            InvalidKey: ``timer_id`` is not a string, or breaks the rules of keys (so no timer
+                can have it).
         """
-        if not isinstance(timer_id, str):
-            raise ValueError(f"a timer id is a str, got {type(timer_id).__name__}")
+        check_key(timer_id, what="a timer id")
         self._timers.pop(timer_id, None)
         self._cancelled_timers[timer_id] = None
 
@@ -350,9 +385,13 @@ class Context:
         """Send a one-way message to ``ref``, delivered exactly once if this turn commits.
 
         Raises:
+            TypeError: ``ref`` is not an ActorRef.
             UnknownHandler: the target entity has no such handler.
-            InvalidPayload: ``payload`` does not fit the handler's payload type.
+            InvalidPayload: ``payload`` does not fit the handler's payload type, or is over
+                ``RuntimeConfig.max_payload`` bytes encoded.
         """
+        if not isinstance(ref, ActorRef):
+            raise TypeError(f"tell() sends to an ActorRef (ctx.ref(...)), got {ref!r}")
         spec, name, data = ref._message(handler, payload)
         self._outgoing.append(
             Enqueue(
@@ -370,7 +409,12 @@ def _check_timer_name(name: object) -> None:
 
 
 def error_info(error_type: str, message: str, handler: str) -> bytes:
-    """The stored description of a failure."""
+    """The stored description of a failure; a message over 4096 characters is cut."""
+    if len(message) > MAX_ERROR_MESSAGE:
+        cut = len(message) - MAX_ERROR_MESSAGE
+        message = f"{message[:MAX_ERROR_MESSAGE]}... ({cut:,} more characters cut)"
+    if not is_text(message):  # a lone surrogate, from an exception's text
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return _codec.encode(
         {"type": error_type, "message": message, "handler": handler},
         what="error description",

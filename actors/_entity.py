@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from actors import _codec
 from actors._codec import NO_PAYLOAD, _NoPayload
-from actors._config import check_duration
+from actors._config import MAX_DURATION, check_duration
 from actors._duplicate import Duplicate
 from actors._registry import KINDS, check_attribute_name, is_text
 from actors.errors import InvalidEntity, InvalidKey, InvalidPayload, UnknownHandler
@@ -94,6 +94,10 @@ def handler(
     Returns:
         The method itself, unchanged, so that ``ref.ask(Counter.add, 1)`` stays typed.
     """
+    if fn is not None and not callable(fn):
+        raise TypeError(f"@handler decorates a method, got {fn!r}; options are keyword-only")
+    if not isinstance(start, bool):
+        raise TypeError(f"@handler(start=...) takes a bool, got {start!r}")
     seconds = None
     if timeout is not None:
         seconds = check_duration(timeout, what="handler timeout").total_seconds()
@@ -144,12 +148,15 @@ class EntitySpec:
             )
         return spec
 
-    def encode(self, ref: str | Callable[..., Any], payload: Any) -> tuple[HandlerSpec, bytes]:
+    def encode(
+        self, ref: str | Callable[..., Any], payload: Any, *, limit: int | None = None
+    ) -> tuple[HandlerSpec, bytes]:
         """The handler ``ref`` names, and ``payload`` checked and encoded for it.
 
         Raises:
             UnknownHandler: the entity has no such handler.
-            InvalidPayload: the payload does not fit (or is missing, or is not expected).
+            InvalidPayload: the payload does not fit (or is missing, or is not expected), or
+                is over ``limit`` bytes encoded.
         """
         spec = self.handler(ref)
         what = f"payload of {self.name}.{spec.name}"
@@ -159,7 +166,7 @@ class EntitySpec:
             return spec, b"null"
         if payload is NO_PAYLOAD:
             raise InvalidPayload(what, _codec.type_name(spec.payload_type), "no payload was given")
-        data, _ = _codec.check(payload, spec.payload_type, what=what)
+        data, _ = _codec.check(payload, spec.payload_type, what=what, limit=limit)
         return spec, data
 
     def new_state(self) -> Any:
@@ -241,17 +248,17 @@ def entity_spec(cls: type[Entity]) -> EntitySpec:
     on_duplicate = _duplicate_spec(name, cls)
     result_type = hints.get("result", start.reply_type if start else Any)
     retention = cls.retention
-    if not isinstance(retention, timedelta) or retention < timedelta(0):
+    if not isinstance(retention, timedelta) or not timedelta(0) <= retention <= MAX_DURATION:
         raise InvalidEntity(
-            f"entity {name!r}: retention must be a timedelta >= 0, got {retention!r}"
+            f"entity {name!r}: retention must be a timedelta from 0 to 3650 days, got {retention!r}"
         )
     idle_timeout = cls.idle_timeout
     if idle_timeout is not None and (
-        not isinstance(idle_timeout, timedelta) or idle_timeout <= timedelta(0)
+        not isinstance(idle_timeout, timedelta) or not timedelta(0) < idle_timeout <= MAX_DURATION
     ):
         raise InvalidEntity(
-            f"entity {name!r}: idle_timeout must be a positive timedelta or None, "
-            f"got {idle_timeout!r}"
+            f"entity {name!r}: idle_timeout must be a positive timedelta of at most 3650 days, "
+            f"or None, got {idle_timeout!r}"
         )
     return EntitySpec(
         name=name,
@@ -282,7 +289,7 @@ def _attribute_types(entity: str, cls: type[Entity]) -> dict[str, str]:
             check_attribute_name(name)
         except ValueError as exc:
             raise InvalidEntity(f"entity {entity!r}: {exc}") from None
-        kind = KINDS.get(tp)
+        kind = KINDS.get(tp) if isinstance(tp, type) else None
         if kind is None:
             raise InvalidEntity(
                 f"entity {entity!r}: attribute {name!r} has type {tp!r}; use str, int, float, "
@@ -329,8 +336,8 @@ def check_key(key: object, *, what: str = "an actor key") -> str:
     """``key`` if it can name an actor (or, per ``what``, another thing with a key's rules).
 
     Raises:
-        InvalidKey: it is not a string, is empty, is over 512 bytes in UTF-8, or contains a
-            NUL or another control character.
+        InvalidKey: it is not a string, is empty, is over 512 bytes in UTF-8, holds a lone
+            surrogate, or contains a NUL or another control character (C0, DEL or C1).
     """
     if not isinstance(key, str):
         raise InvalidKey(f"{what} must be a str, got {type(key).__name__}")
@@ -340,6 +347,10 @@ def check_key(key: object, *, what: str = "an actor key") -> str:
         raise InvalidKey(f"{what} must be valid Unicode (it holds a lone surrogate): {key!r}")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidKey(f"{what} must be at most {MAX_KEY_BYTES} bytes in UTF-8: {key[:40]!r}...")
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise InvalidKey(f"{what} must not contain control characters: {key!r}")
+    for index, char in enumerate(key):
+        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+            raise InvalidKey(
+                f"{what} must not contain control characters, got U+{ord(char):04X} at "
+                f"index {index}: {key[:80]!r}"
+            )
     return key

@@ -24,14 +24,23 @@ from actors._deadlock import Chain
 from actors._future import Future
 from actors._turn import READMIT, TurnResult, forward, run_turn
 from actors._writer import Item, Request, Writer
-from actors.errors import ActorNotFound, ActorsError, RuntimeClosed, StorageError
+from actors.errors import (
+    ActorNotFound,
+    ActorsError,
+    MessageDeadLettered,
+    RuntimeClosed,
+    StorageError,
+)
 from persistence import (
     ActorId,
     AdmitOutcome,
+    BuryMessage,
+    BuryOutcome,
     EnqueueOutcome,
     FireOutcome,
     MessageKind,
     MessageRecord,
+    RetryOutcome,
     Status,
     StoreError,
     TurnOutcome,
@@ -77,9 +86,14 @@ class Dispatcher:
         self._followers: defaultdict[int, list[Future[Any]]] = defaultdict(list)
         # Messages for actors that get no activation while the table is full of busy ones.
         self._waiting: OrderedDict[ActorId, list[tuple[Envelope, bool]]] = OrderedDict()
+        # Messages held in memory (mailboxes, waiting, in flight), and admissions and
+        # enqueues submitted per actor and not yet committed: what backpressure bounds.
+        self.queued = 0
+        self.submitted: defaultdict[ActorId, int] = defaultdict(int)
         self.turns = 0
         self.activated = 0
         self.passivated = 0
+        self.dead_lettered = 0
         self._passivating = 0  # on_passivate hooks under way
         # Driver tasks and passivation hooks under way (see Runtime._quiet).
         self.working = 0
@@ -112,6 +126,7 @@ class Dispatcher:
         """
         actor = ActorId(entity=record.entity, key=record.key)
         envelope = Envelope(record, reply, chain)
+        self.queued += 1
         act = self.activations.find(actor)
         if act is None:
             waiting = self._waiting.get(actor)
@@ -159,6 +174,12 @@ class Dispatcher:
         self.activations.rest(act, now)
         self._rt._passivation.alarm.wake_by(now + self.idle_timeout(act))
         self._admit_waiting()
+
+    def depth(self, actor: ActorId) -> int:
+        """Messages ``actor`` has accepted and not handled, or that are on their way in."""
+        act = self.activations.find(actor)
+        held = len(self._waiting.get(actor, ())) if act is None else act.held
+        return held + self.submitted.get(actor, 0)
 
     # -- passivation ------------------------------------------------------------------
 
@@ -244,6 +265,11 @@ class Dispatcher:
                 if not act.hooked:
                     await self._activate(act)
                     continue
+                if head.record.attempts and act.in_flight:
+                    # A message that may have crashed the process runs alone, so that a
+                    # crash during its turn is counted against it, not a neighbour.
+                    await act.wait_flushed()
+                    continue
                 envelope = act.mailbox.popleft()
                 if envelope.record.timer in act.voiding:
                     # A turn awaiting its commit cancelled this timer: hold it until then.
@@ -258,6 +284,7 @@ class Dispatcher:
                     # current one, like a start that arrived a moment later.
                     result = forward(act, envelope)
                 else:
+                    self.queued -= 1
                     self._gone(envelope, act.id)
                     envelope = None
                     continue
@@ -274,6 +301,8 @@ class Dispatcher:
                 envelope = None
                 self.turns += 1
                 self._writer.submit(result)
+                if result.envelope.record.attempts:
+                    await act.wait_flushed()
                 await anyio.lowlevel.checkpoint()
         finally:
             if envelope is not None:
@@ -292,6 +321,7 @@ class Dispatcher:
         if record is None:
             # Purged with everything it owned: its queued messages have no actor to run on.
             while act.mailbox:
+                self.queued -= 1
                 self._gone(act.mailbox.popleft(), act.id)
             return
         instance = act.spec.cls()
@@ -304,6 +334,7 @@ class Dispatcher:
         except ActorsError as exc:
             log.error("activation_failed", entity=act.id.entity, key=act.id.key, error=str(exc))
             while act.mailbox:
+                self.queued -= 1
                 self._answer(act.mailbox.popleft(), exc)
             return
         act.instance = instance
@@ -349,6 +380,75 @@ class Dispatcher:
             if waiting is not None:
                 waiting.fail(error)
 
+    # -- dead letters -------------------------------------------------------------------
+
+    def bury(self, envelope: Envelope, attempts: int, error: str) -> Future[Any]:
+        """Move ``envelope``'s message (out of any mailbox now) to the dead letters.
+
+        Its callers are answered with ``MessageDeadLettered`` once the move is committed;
+        if the move fails, the message goes back to its mailbox.
+        """
+        request = Request(
+            item=BuryMessage(message=envelope.record.id, attempts=attempts, error=error),
+            accepted=Future(),
+            envelope=envelope,
+        )
+        try:
+            self._writer.submit(request)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._restore(envelope)
+        return request.accepted
+
+    def _refused(self, act: Activation, envelope: Envelope, error: StoreError) -> None:
+        """The store refused ``envelope``'s turn for good; the last allowed time, bury it."""
+        envelope.refusals += 1
+        if envelope.refusals < self._rt.config.max_attempts or envelope not in act.mailbox:
+            return
+        act.mailbox.remove(envelope)
+        self.queued -= 1
+        reason = f"the store refused its turn's commit {envelope.refusals} times: {error}"
+        self.bury(envelope, envelope.refusals, reason)
+
+    def _buried(self, request: Request, outcome: BuryOutcome) -> None:
+        envelope = request.envelope
+        assert envelope is not None
+        assert isinstance(request.item, BuryMessage)
+        record = envelope.record
+        actor = ActorId(entity=record.entity, key=record.key)
+        if not outcome.buried:
+            self._gone(envelope, actor)  # consumed or dropped with its generation meanwhile
+            return
+        self.dead_lettered += 1
+        log.error(
+            "message_dead_lettered",
+            entity=record.entity,
+            key=record.key,
+            message_id=record.id,
+            handler=record.handler,
+            attempts=request.item.attempts,
+            error=request.item.error,
+        )
+        self._answer(
+            envelope,
+            MessageDeadLettered(
+                f"message {record.id} to {actor} ({record.handler}) was given up after "
+                f"{request.item.attempts} attempts and is dead letter {record.id}: "
+                f"{request.item.error}",
+                dead_letter=record.id,
+            ),
+        )
+
+    def _restore(self, envelope: Envelope) -> None:
+        """Put back a message whose move to the dead letters failed: it stays stored."""
+        record = envelope.record
+        act = self.activations.find(ActorId(entity=record.entity, key=record.key))
+        if act is None:
+            self.deliver(record, envelope.reply, False, envelope.chain)
+            return
+        self.queued += 1
+        act.requeue(envelope)
+        self._drive_soon(act)
+
     # -- the writer's host ------------------------------------------------------------
 
     def committed(self, item: Item, outcome: WriteOutcome) -> None:
@@ -357,6 +457,13 @@ class Dispatcher:
             if isinstance(outcome, FireOutcome):
                 for message in outcome.messages:
                     self.deliver(message, None, created=False)
+                return
+            if isinstance(outcome, BuryOutcome):
+                self._buried(item, outcome)
+                return
+            if isinstance(outcome, RetryOutcome):
+                if outcome.message is not None:
+                    self.deliver(outcome.message, None, created=False)
                 return
             assert isinstance(outcome, AdmitOutcome | EnqueueOutcome)
             if outcome.message is not None:
@@ -372,7 +479,7 @@ class Dispatcher:
         assert isinstance(outcome, TurnOutcome)
         act = item.activation
         act.committed()
-        act.voided(item.voided, applied=outcome.applied)
+        self.queued -= 1 + act.voided(item.voided, applied=outcome.applied)
         try:
             self._turn_committed(item, outcome)
         finally:
@@ -450,8 +557,13 @@ class Dispatcher:
         for item in items:
             if isinstance(item, Request):
                 item.accepted.fail(failure)
+                if item.envelope is not None:
+                    self._restore(item.envelope)
             elif item.incarnation == item.activation.incarnation:
                 item.activation.reset()
+                if not error.retryable:
+                    # The writer retried it alone: the store refuses this very turn.
+                    self._refused(item.activation, item.envelope, error)
                 self._drive_soon(item.activation)
 
     # -- shutdown -----------------------------------------------------------------------
@@ -462,6 +574,8 @@ class Dispatcher:
         for item in self._writer.leftover():
             if isinstance(item, Request):
                 item.accepted.fail(closed)
+                if item.envelope is not None and item.envelope.reply is not None:
+                    item.envelope.reply.fail(closed)
         queued = [envelope for entries in self._waiting.values() for envelope, _ in entries]
         for act in self.activations.values():
             queued.extend((*act.in_flight, *act.mailbox))
@@ -469,6 +583,7 @@ class Dispatcher:
             if envelope.reply is not None:
                 envelope.reply.fail(closed)
         self._waiting.clear()
+        self.queued = 0
         for waiters in (
             *self._waiters.values(),
             *self._followers.values(),

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 from actors import _codec
+from actors._config import check_duration
 from actors._entity import Entity, EntitySpec
 from actors._future import Future
 from persistence import ActorId, Status
@@ -69,7 +70,7 @@ class ActorRef(Generic[E]):
         return hash((self._id, self.generation))
 
     def _message(self, handler: Any, payload: Any) -> tuple[EntitySpec, str, bytes]:
-        spec, data = self._spec.encode(handler, payload)
+        spec, data = self._spec.encode(handler, payload, limit=self._rt.config.max_payload)
         return self._spec, spec.name, data
 
     @overload
@@ -114,8 +115,10 @@ class ActorRef(Generic[E]):
 
         Args:
             handler: the handler, as a method (``Counter.add``) or its name.
-            payload: the handler's payload; omitted for handlers that take none.
-            timeout: how long to wait for the reply (default: the runtime's ``ask_timeout``).
+            payload: the handler's payload; omitted for handlers that take none. At most
+                ``RuntimeConfig.max_payload`` bytes encoded.
+            timeout: how long to wait for the reply (default: the runtime's ``ask_timeout``):
+                a positive timedelta of at most 3650 days.
             idempotency_key: makes the request once-only for this actor: a repeat with the same
                 key within the entity's retention window gets the first one's reply (waiting
                 for it if it is still being handled) and runs nothing.
@@ -125,7 +128,11 @@ class ActorRef(Generic[E]):
 
         Raises:
             UnknownHandler: the entity has no such handler.
-            InvalidPayload: the payload does not fit the handler (nothing was stored).
+            InvalidPayload: the payload does not fit the handler, or is over
+                ``RuntimeConfig.max_payload`` bytes encoded (nothing was stored).
+            InvalidKey: ``idempotency_key`` breaks the rules of keys (nothing was stored).
+            ValueError: ``timeout`` is not a positive timedelta of at most 3650 days (nothing
+                was stored).
             ActorCompleted: the actor's generation has ended.
             ActorNotFound: this ref's generation is gone.
             HandlerFailed: the handler raised.
@@ -134,6 +141,7 @@ class ActorRef(Generic[E]):
             StorageError: the store failed to accept the message.
             RuntimeClosed: the runtime is closed.
         """
+        _check_timeout(timeout)
         spec, name, data = self._message(handler, payload)
         return await self._rt._ask(self, spec, name, data, timeout, idempotency_key)
 
@@ -172,8 +180,8 @@ class ActorRef(Generic[E]):
         being stored again.
 
         Raises:
-            UnknownHandler, InvalidPayload, ActorCompleted, ActorNotFound, IdempotencyConflict,
-            StorageError, RuntimeClosed: as for :meth:`ask`.
+            UnknownHandler, InvalidPayload, InvalidKey, ActorCompleted, ActorNotFound,
+            IdempotencyConflict, StorageError, RuntimeClosed: as for :meth:`ask`.
         """
         spec, name, data = self._message(handler, payload)
         await self._rt._tell(self, spec, name, data, idempotency_key)
@@ -184,12 +192,20 @@ class ActorRef(Generic[E]):
         The cancel is a message: turns already queued run first. Waiters on ``result()`` and
         adopting duplicates then get ``ActorCompleted`` with status ``cancelled``.
 
+        Args:
+            reason: why, as text (at most ``RuntimeConfig.max_payload`` bytes encoded).
+
         Returns:
             ``True`` if this cancel ended the actor, ``False`` if it had already ended.
 
         Raises:
+            InvalidPayload: ``reason`` is not a str, or is too long (nothing was stored).
             ActorNotFound: no such actor, or not this generation.
         """
+        # Checked here, because the cancel turn decodes it as a str.
+        _codec.check(
+            reason, str, what=f"cancel reason for {self._id}", limit=self._rt.config.max_payload
+        )
         return await self._rt._cancel(self, reason)
 
     async def status(self) -> Status:
@@ -203,12 +219,18 @@ class ActorRef(Generic[E]):
     async def result(self, *, timeout: timedelta | None = None) -> Any:
         """Wait for the actor to complete and return its stored result.
 
+        Args:
+            timeout: how long to wait (default: the runtime's ``ask_timeout``): a positive
+                timedelta of at most 3650 days.
+
         Raises:
+            ValueError: ``timeout`` is out of range.
             ActorFailed: the actor ended as failed.
             ActorCompleted: the actor ended another way (cancelled, superseded).
             ActorNotFound: no such actor, or not this generation.
             AskTimeout: it did not complete in time.
         """
+        _check_timeout(timeout)
         return await self._rt._result(self, timeout)
 
 
@@ -239,10 +261,25 @@ class StartHandle(Generic[E, R]):
         of the entity's duplicate policy; by default (adopt) the actor's result once it
         completes.
 
+        Args:
+            timeout: how long to wait (default: the runtime's ``ask_timeout``): a positive
+                timedelta of at most 3650 days.
+
         Raises:
+            ValueError: ``timeout`` is out of range.
             HandlerFailed: the start handler raised.
             ActorFailed: adopting the result of an actor that failed.
             AskTimeout: no reply in time.
         """
+        _check_timeout(timeout)
         value: R = await self._rt._await_reply(self.actor, self._reply, timeout)
         return value
+
+
+def _check_timeout(timeout: timedelta | None) -> None:
+    """Refuse a timeout that is not ``None`` or a positive timedelta of at most 3650 days.
+
+    A zero or negative one would time out at once, after the message had been stored.
+    """
+    if timeout is not None:
+        check_duration(timeout, what="timeout")

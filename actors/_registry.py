@@ -69,10 +69,15 @@ def check_attributes(
     """``values`` as attributes (of the declared ``types`` by kind, if the entity has any).
 
     Raises:
-        ValueError: too many attributes, a malformed name, or a value that is not a str
-            (at most 1024 characters), int (64-bit), finite float, bool or timezone-aware
-            datetime; with declared types, an undeclared name or a value of another kind.
+        ValueError: not a mapping, too many attributes, a malformed name, or a value that is
+            not a str (at most 1024 characters), int (64-bit), finite float, bool or
+            timezone-aware datetime; with declared types, an undeclared name or a value of
+            another kind.
     """
+    if not isinstance(values, Mapping):
+        raise ValueError(
+            f"attributes must be a mapping of names to values, got {type(values).__name__}"
+        )
     if len(values) > MAX_ATTRIBUTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES} attributes per actor, got {len(values)}")
     checked: dict[str, AttributeValue] = {}

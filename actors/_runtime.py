@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, final, overload
 
 import anyio
@@ -20,10 +20,11 @@ import structlog
 from anyio.abc import TaskGroup
 
 from actors import _codec, _deadlock
-from actors._activation import ActivationTable
+from actors._activation import ActivationTable, Envelope
 from actors._clock import Clock, SystemClock, track
 from actors._config import RuntimeConfig
 from actors._context import Context, read_error_info
+from actors._dead_letters import DeadLetter
 from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
 from actors._mailbox import Dispatcher, storage_error
@@ -43,6 +44,7 @@ from actors.errors import (
     IdempotencyConflict,
     InvalidEntity,
     InvalidPayload,
+    Overloaded,
     RuntimeClosed,
     UnknownEntity,
     UnknownHandler,
@@ -57,10 +59,14 @@ from persistence import (
     Enqueue,
     EnqueueOutcome,
     MessageKind,
+    MessageRecord,
     NewMessage,
+    RetryDeadLetter,
+    RetryOutcome,
     Status,
     Store,
     StoreError,
+    WriteOutcome,
     open_store,
 )
 
@@ -105,6 +111,9 @@ class RuntimeStatistics:
         committed_items: admissions, enqueues, turns and timer firings those carried.
         timers_fired: timers fired since the runtime opened.
         purged: expired actors and kept replies purged from the store.
+        queued: messages held in memory, accepted and not yet handled (bounded by
+            ``max_in_flight`` together with commits under way).
+        dead_lettered: messages moved to the dead letters since the runtime opened.
     """
 
     activations: int
@@ -116,6 +125,8 @@ class RuntimeStatistics:
     committed_items: int
     timers_fired: int
     purged: int
+    queued: int
+    dead_lettered: int
 
 
 @final
@@ -262,17 +273,36 @@ class Runtime:
             raise lone from None
 
     async def _recover(self) -> None:
+        """Put every stored message back in its mailbox, counting an attempt for each head.
+
+        The head of a mailbox may have been running when the process stopped: one that has
+        been at the head ``max_attempts`` times (it may be what crashes the process) goes to
+        the dead letters instead, and its actor goes on with the next message.
+        """
         after: ActorId | None = None
         recovered = 0
         while True:
             actors = await self._store.actors_with_mail(after=after, limit=_RECOVERY_PAGE)
             if not actors:
                 break
+            mailboxes: list[list[MessageRecord]] = []
             for actor in actors:
                 if actor.entity not in self._specs:
                     log.warning("mail_for_unknown_entity", entity=actor.entity, key=actor.key)
                     continue
-                for record in await self._store.load_mailbox(actor):
+                mailbox = await self._store.load_mailbox(actor)
+                if mailbox and mailbox[0].attempts + 1 >= self.config.max_attempts:
+                    head = mailbox.pop(0)
+                    tries = head.attempts + 1
+                    reason = f"the process stopped while it could have been running, {tries} times"
+                    await self._dispatcher.bury(Envelope(head), tries, reason).wait()
+                if mailbox:
+                    # As stored once the attempt is recorded: the driver runs it alone.
+                    mailbox[0] = dataclasses.replace(mailbox[0], attempts=mailbox[0].attempts + 1)
+                mailboxes.append(mailbox)
+            await self._store.record_attempts([mailbox[0].id for mailbox in mailboxes if mailbox])
+            for mailbox in mailboxes:
+                for record in mailbox:
                     self._dispatcher.deliver(record, None, created=False)
                     recovered += 1
             after = actors[-1]
@@ -294,7 +324,87 @@ class Runtime:
             committed_items=self._writer.items,
             timers_fired=self._timers.fired,
             purged=self._retention.purged,
+            queued=dispatcher.queued,
+            dead_lettered=dispatcher.dead_lettered,
         )
+
+    # -- dead letters -------------------------------------------------------------------
+
+    async def dead_letters(
+        self, entity: type[Entity] | None = None, *, after: int | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        """The dead letters of this runtime's entities (or of ``entity``), oldest first.
+
+        Args:
+            entity: only those of this entity type.
+            after: the ``id`` of the last dead letter of the previous page.
+            limit: the page size, 1 to 1000.
+
+        Raises:
+            UnknownEntity: ``entity`` is not registered with this runtime.
+            ValueError: ``limit`` is out of range.
+            StorageError, RuntimeClosed: the store could not be read.
+        """
+        names = self._specs.keys() if entity is None else [self._spec(entity).name]
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValueError(f"limit must be an int from 1 to 1000, got {limit!r}")
+        rows = await self._read(
+            lambda: self._store.dead_letters(entities=frozenset(names), after=after, limit=limit)
+        )
+        return [
+            DeadLetter(
+                id=row.id,
+                entity=row.entity,
+                key=row.key,
+                generation=row.generation,
+                handler=row.handler,
+                kind=row.kind.value,
+                payload=row.payload,
+                idempotency_key=row.idempotency_key,
+                attempts=row.attempts,
+                error=row.error,
+                dead_at=datetime.fromtimestamp(row.dead_at, UTC),
+            )
+            for row in rows
+        ]
+
+    async def retry_dead_letter(self, dead_letter: int) -> bool:
+        """Put a dead letter back at the end of its actor's mailbox; ``False`` if unknown.
+
+        The message runs again as if new (its attempts start over); a caller that was told
+        ``MessageDeadLettered`` is not answered again, so ask again by idempotency key to
+        get its reply.
+
+        Raises:
+            ActorNotFound: its actor no longer exists (the dead letter is kept).
+            IdempotencyConflict: another message holds its idempotency key now (kept).
+            StorageError, RuntimeClosed: nothing was changed.
+        """
+        outcome = await self._request(
+            Request(item=RetryDeadLetter(dead_letter=dead_letter), accepted=Future())
+        )
+        assert isinstance(outcome, RetryOutcome)
+        dead = outcome.dead_letter
+        if dead is not None and outcome.problem == "actor_gone":
+            raise ActorNotFound(
+                f"dead letter {dead_letter}: its actor {dead.entity}/{dead.key} no longer exists"
+            )
+        if dead is not None and outcome.problem == "key_in_use":
+            raise IdempotencyConflict(
+                entity=dead.entity,
+                key=dead.key,
+                idempotency_key=str(dead.idempotency_key),
+                difference=f"another message after dead letter {dead_letter} was given up",
+            )
+        return outcome.message is not None
+
+    async def discard_dead_letter(self, dead_letter: int) -> bool:
+        """Delete a dead letter for good; ``False`` if there was none with that id.
+
+        Raises:
+            StorageError, RuntimeClosed: nothing was changed.
+        """
+        return await self._read(lambda: self._store.discard_dead_letter(dead_letter))
 
     def _quiet(self) -> bool:
         """Whether nothing is under way: no commit, no turn, no service awake.
@@ -577,14 +687,46 @@ class Runtime:
 
     # -- internals used by refs ------------------------------------------------------------
 
-    async def _request(self, request: Request) -> AdmitOutcome | EnqueueOutcome:
+    async def _request(self, request: Request) -> WriteOutcome:
+        """Submit ``request`` and wait for its commit; admissions and enqueues are bounded.
+
+        Raises:
+            Overloaded: the actor's mailbox, or the runtime's work in memory, is full.
+        """
         if self._closed:
             raise RuntimeClosed("the runtime is closed")
+        item = request.item
+        actor = item.actor if isinstance(item, Admit | Enqueue) else None
+        dispatcher = self._dispatcher
+        if actor is not None:
+            held = self._writer.pending + dispatcher.queued
+            if held >= self.config.max_in_flight:
+                raise Overloaded(
+                    f"the runtime holds {held} messages and commits in memory (max_in_flight "
+                    f"{self.config.max_in_flight}); nothing was stored, try again later"
+                )
+            depth = dispatcher.depth(actor)
+            if depth >= self.config.max_mailbox:
+                raise Overloaded(
+                    f"{actor} has {depth} messages not yet handled (max_mailbox "
+                    f"{self.config.max_mailbox}); nothing was stored, try again later"
+                )
         try:
             self._writer.submit(request)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise RuntimeClosed("the runtime is closed") from None
-        outcome: AdmitOutcome | EnqueueOutcome = await request.accepted.wait()
+        if actor is None:
+            outcome: WriteOutcome = await request.accepted.wait()
+            return outcome
+        dispatcher.submitted[actor] += 1
+        try:
+            outcome = await request.accepted.wait()
+        finally:
+            left = dispatcher.submitted[actor] - 1
+            if left:
+                dispatcher.submitted[actor] = left
+            else:
+                del dispatcher.submitted[actor]
         return outcome
 
     def _enqueue(

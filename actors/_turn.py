@@ -130,7 +130,10 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
                 )
             args = (payload,)
         timeout = handler.timeout if handler.timeout is not None else rt.handler_timeout
+        # The timeout first: its timer handle keeps the context it was made in, and asyncio
+        # keeps cancelled handles for a while; that context should not hold this turn's.
         with (
+            anyio.move_on_after(math.inf if timeout is None else timeout) as limit,
             structlog.contextvars.bound_contextvars(
                 entity=act.id.entity,
                 key=act.id.key,
@@ -138,7 +141,6 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
                 message_id=record.id,
             ),
             _deadlock.turn(act.id, env.chain),
-            anyio.move_on_after(math.inf if timeout is None else timeout) as limit,
         ):
             value = await handler.fn(act.instance, ctx, *args)
         if limit.cancelled_caught:

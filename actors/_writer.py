@@ -4,6 +4,10 @@ Callers hand it admissions, enqueues and finished turns without waiting (``submi
 commits everything that is ready in one transaction, then hands each item and its outcome
 back in order. A commit starts as soon as the previous one ends and takes whatever queued
 meanwhile, so batches grow with load and no one waits on a timer.
+
+A batch the store refuses for now (a retryable error: locked, full) is tried again, with
+backoff, a few times before its items fail. A batch refused for good is committed again
+one item at a time, so that only the item the store cannot take fails.
 """
 
 from __future__ import annotations
@@ -17,23 +21,42 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from actors._activation import Envelope
 from actors._clock import Clock
 from actors._deadlock import Chain
 from actors._future import Future
 from actors._turn import TurnResult
-from persistence import Admit, Enqueue, FireTimers, Store, StoreError, WriteOutcome
+from persistence import (
+    Admit,
+    BuryMessage,
+    Enqueue,
+    FireTimers,
+    RetryDeadLetter,
+    Store,
+    StoreError,
+    WriteOutcome,
+)
 
 log = structlog.get_logger("actors.writer")
 
 
+_RETRY_DELAYS = (0.02, 0.1, 0.5)
+"""Pauses before each new try of a batch the store refused with a retryable error."""
+
+
 @dataclass(slots=True, eq=False)
 class Request:
-    """An admission, enqueue or timer firing, whose submitter waits on ``accepted``."""
+    """A write other than a turn's, whose submitter waits on ``accepted``.
 
-    item: Admit | Enqueue | FireTimers
+    ``reply`` and ``chain`` go with the message an admission or enqueue stores; ``envelope``
+    is the message a ``BuryMessage`` moves to the dead letters.
+    """
+
+    item: Admit | Enqueue | FireTimers | BuryMessage | RetryDeadLetter
     accepted: Future[Any]
     reply: Future[Any] | None = None
     chain: Chain = ()
+    envelope: Envelope | None = None
 
 
 Item = Request | TurnResult
@@ -123,18 +146,30 @@ class Writer:
         assert self.host is not None, "the runtime sets the host before starting the writer"
         writes = [item.item if isinstance(item, Request) else item.commit for item in live]
         try:
-            outcomes = await self._store.write(writes, now=self._clock.now())
-        except BaseException as exc:
-            if not isinstance(exc, StoreError):
-                # Cancelled mid-commit (shutdown): the transaction rolled back; whoever
-                # waits on these items is answered by the runtime's abandon().
-                self._leftover.extend(live)
-                raise
+            for delay in (*_RETRY_DELAYS, None):
+                try:
+                    outcomes = await self._store.write(writes, now=self._clock.now())
+                    break
+                except StoreError as exc:
+                    if not exc.retryable or delay is None:
+                        raise
+                    log.warning("commit_retried", items=len(live), error=str(exc), delay=delay)
+                    await anyio.sleep(delay)
+        except StoreError as exc:
+            if not exc.retryable and len(live) > 1:
+                for item in live:  # only the item the store cannot take fails
+                    await self._commit([item])
+                return
             log.error(
                 "commit_failed", items=len(live), error=str(exc), error_type=type(exc).__name__
             )
             self.host.failed(live, exc)
             return
+        except BaseException:
+            # Cancelled mid-commit (shutdown): the transaction rolled back; whoever waits on
+            # these items is answered by the runtime's abandon().
+            self._leftover.extend(live)
+            raise
         self.batches += 1
         self.items += len(live)
         for item, outcome in zip(live, outcomes, strict=True):

@@ -5,7 +5,7 @@ Tree::
     StoreError
     ├── StoreUnavailable     the store cannot be opened or reached
     ├── StoreBusy            a retryable conflict (locked database, serialization failure)
-    ├── StorageFull          no space left for a write
+    ├── StorageFull          no space left for a write (retryable: space may return)
     ├── SchemaTooNew         the store's schema is newer than this code
     └── InvalidStoreUrl      (also ValueError) the URL names no backend we have
 """
@@ -41,7 +41,12 @@ class StoreBusy(StoreError):
 
 
 class StorageFull(StoreError):
-    """The store has no space left for a write; nothing in the failed transaction was kept."""
+    """The store has no space left for a write; nothing in the failed transaction was kept.
+
+    Retryable: space may come back (files deleted, the disk grown, a quota raised).
+    """
+
+    retryable = True
 
 
 class SchemaTooNew(StoreError):

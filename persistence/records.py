@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 __all__ = [
     "ActorId",
@@ -124,6 +125,8 @@ class MessageRecord:
     idempotency_key: str | None = None
     timer: str | None = None
     """For a ``timer`` message: the name of the timer that fired it."""
+    attempts: int = 0
+    """How many restarts found it at the head of its mailbox (see ``Store.record_attempts``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -325,6 +328,73 @@ class TurnOutcome:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BuryMessage:
+    """Move an unhandled message to the dead letters, with why it was given up.
+
+    The dead letter keeps the message's id as its own. A message no longer stored unhandled
+    (consumed, or dropped with its generation) is not moved.
+    """
+
+    message: int
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuryOutcome:
+    """Whether a :class:`BuryMessage` moved its message."""
+
+    buried: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryDeadLetter:
+    """Put a dead letter back at the end of its actor's mailbox and delete it.
+
+    The message is stored anew (a new id, no attempts) for the generation it was sent to.
+    Not applied (see :class:`RetryOutcome`) when there is no such dead letter, when its
+    actor has no live row, or when another message now holds its idempotency key.
+    """
+
+    dead_letter: int
+
+
+RetryProblem = Literal["unknown", "actor_gone", "key_in_use"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryOutcome:
+    """The message a :class:`RetryDeadLetter` stored, or why it stored none.
+
+    With a problem other than ``unknown``, ``dead_letter`` is the dead letter (kept).
+    """
+
+    message: MessageRecord | None
+    problem: RetryProblem | None = None
+    dead_letter: DeadLetterRecord | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterRecord:
+    """A message given up after ``attempts`` tries, as stored in the dead letters."""
+
+    id: int
+    entity: str
+    key: str
+    generation: int
+    kind: MessageKind
+    handler: str
+    payload: bytes
+    created_at: float
+    meta: bytes | None
+    idempotency_key: str | None
+    timer: str | None
+    attempts: int
+    error: str
+    dead_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FireOutcome:
     """What a :class:`FireTimers` did: the messages it stored, in firing order.
 
@@ -335,10 +405,12 @@ class FireOutcome:
     messages: Sequence[MessageRecord]
 
 
-WriteItem = Admit | Enqueue | TurnCommit | FireTimers
+WriteItem = Admit | Enqueue | TurnCommit | FireTimers | BuryMessage | RetryDeadLetter
 """One item of a write batch."""
 
-WriteOutcome = AdmitOutcome | EnqueueOutcome | TurnOutcome | FireOutcome
+WriteOutcome = (
+    AdmitOutcome | EnqueueOutcome | TurnOutcome | FireOutcome | BuryOutcome | RetryOutcome
+)
 """What a store did with one item of a write batch."""
 
 

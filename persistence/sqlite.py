@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,9 @@ from persistence.records import (
     Admit,
     AdmitOutcome,
     AttributeValue,
+    BuryMessage,
+    BuryOutcome,
+    DeadLetterRecord,
     Enqueue,
     EnqueueOutcome,
     FireOutcome,
@@ -41,6 +44,8 @@ from persistence.records import (
     NewMessage,
     NewTimer,
     Query,
+    RetryDeadLetter,
+    RetryOutcome,
     Status,
     StoredReply,
     TurnCommit,
@@ -87,8 +92,18 @@ UPDATE messages SET done = 1, reply = ?, reply_error = ?, expires_at = ? WHERE i
 """
 _DUPLICATE = MessageKind.DUPLICATE.value
 _MESSAGE_COLUMNS = (
-    "id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key, timer"
+    "id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key,"
+    " timer, attempts"
 )
+_DEAD_LETTER_COLUMNS = (
+    "id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key,"
+    " timer, attempts, error, dead_at"
+)
+_BURY = f"""
+INSERT INTO dead_letters ({_DEAD_LETTER_COLUMNS})
+SELECT id, entity, key, generation, kind, handler, payload, created_at, meta, idempotency_key,
+       timer, ?, ?, ? FROM messages WHERE id = ? AND done = 0
+"""
 _UPSERT_ATTRIBUTE = """
 INSERT INTO attributes (entity, key, name, value_type, value) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (entity, key, name) DO UPDATE SET
@@ -133,7 +148,7 @@ class _Handled:
 
 
 def _message(row: Sequence[Any]) -> MessageRecord:
-    mid, entity, key, gen, kind, handler, payload, created, meta, idem, timer = row[:11]
+    mid, entity, key, gen, kind, handler, payload, created, meta, idem, timer, tries = row[:12]
     return MessageRecord(
         id=mid,
         entity=entity,
@@ -146,6 +161,27 @@ def _message(row: Sequence[Any]) -> MessageRecord:
         meta=meta,
         idempotency_key=idem,
         timer=timer,
+        attempts=tries,
+    )
+
+
+def _dead_letter(row: Sequence[Any]) -> DeadLetterRecord:
+    mid, entity, key, gen, kind, handler, payload, created, meta, idem, timer, tries = row[:12]
+    return DeadLetterRecord(
+        id=mid,
+        entity=entity,
+        key=key,
+        generation=gen,
+        kind=MessageKind(kind),
+        handler=handler,
+        payload=payload,
+        created_at=created,
+        meta=meta,
+        idempotency_key=idem,
+        timer=timer,
+        attempts=tries,
+        error=row[12],
+        dead_at=row[13],
     )
 
 
@@ -159,6 +195,8 @@ class _Batch:
         next_id: int,
         max_purged: int,
         due: Iterable[_DueTimer] = (),
+        dead: Mapping[int, DeadLetterRecord] | None = None,
+        unhandled: Collection[int] = (),
     ) -> None:
         self.rows = rows
         self.handled = handled
@@ -187,6 +225,11 @@ class _Batch:
         # Stored timers this batch has replaced, cancelled or cleared: they must not fire.
         self.timers_changed: set[tuple[ActorId, str]] = set()
         self.timers_cleared: set[ActorId] = set()
+        # Dead letters: the ones retry items name, and the messages bury items may move.
+        self.dead = dict(dead or {})
+        self.unhandled = set(unhandled)
+        self.buried: list[tuple[int, str, float, int]] = []
+        self.retried: list[tuple[int]] = []
 
     def create(self, actor: ActorId, init: ActorInit, now: float) -> _Row:
         old = self.rows.get(actor)
@@ -395,6 +438,37 @@ class _Batch:
             message=message, created=created, generation=row.generation, status=row.status
         )
 
+    def bury(self, item: BuryMessage, now: float) -> BuryOutcome:
+        if item.message not in self.unhandled:
+            return BuryOutcome(buried=False)
+        self.unhandled.discard(item.message)
+        self.buried.append((item.attempts, item.error, now, item.message))
+        self.forget(item.message)
+        return BuryOutcome(buried=True)
+
+    def retry(self, item: RetryDeadLetter, now: float) -> RetryOutcome:
+        dead = self.dead.pop(item.dead_letter, None)
+        if dead is None:
+            return RetryOutcome(message=None, problem="unknown")
+        actor = ActorId(entity=dead.entity, key=dead.key)
+        row = self.rows.get(actor)
+        if row is None or not row.live(now):
+            self.dead[dead.id] = dead
+            return RetryOutcome(message=None, problem="actor_gone", dead_letter=dead)
+        if dead.idempotency_key is not None and (actor, dead.idempotency_key) in self.handled:
+            self.dead[dead.id] = dead
+            return RetryOutcome(message=None, problem="key_in_use", dead_letter=dead)
+        message = NewMessage(
+            kind=dead.kind,
+            handler=dead.handler,
+            payload=dead.payload,
+            meta=dead.meta,
+            idempotency_key=dead.idempotency_key,
+        )
+        self.retried.append((dead.id,))
+        record = self.insert(actor, dead.generation, message, now, timer=dead.timer)
+        return RetryOutcome(message=record)
+
     def commit_turn(self, item: TurnCommit, now: float) -> TurnOutcome:
         row = self.rows.get(item.actor)
         if row is None or row.generation != item.generation:
@@ -476,7 +550,7 @@ class _Batch:
 
 def _touched(items: Iterable[WriteItem]) -> Iterator[ActorId]:
     for item in items:
-        if isinstance(item, FireTimers):
+        if isinstance(item, FireTimers | BuryMessage | RetryDeadLetter):
             continue
         yield item.actor
         if isinstance(item, TurnCommit):
@@ -487,7 +561,7 @@ def _touched(items: Iterable[WriteItem]) -> Iterator[ActorId]:
 
 def _idempotency_keys(items: Iterable[WriteItem]) -> Iterator[tuple[ActorId, str]]:
     for item in items:
-        if isinstance(item, Admit | FireTimers):
+        if isinstance(item, Admit | FireTimers | BuryMessage | RetryDeadLetter):
             continue
         for enqueue in [item] if isinstance(item, Enqueue) else item.outgoing:
             if enqueue.message.idempotency_key is not None:
@@ -609,10 +683,26 @@ class SQLiteStore:
             async with self._conn.execute("SELECT name, value FROM meta") as cursor:
                 meta = {name: int(value) for name, value in await cursor.fetchall()}
             due = await self._due_timers(items, now)
-            rows = await self._rows({*_touched(items), *(timer.actor for timer in due)})
-            handled = await self._handled(set(_idempotency_keys(items)))
+            dead = await self._dead_for(items)
+            dead_actors = {ActorId(entity=d.entity, key=d.key) for d in dead.values()}
+            rows = await self._rows({*_touched(items), *(t.actor for t in due), *dead_actors})
+            keys = {
+                *_idempotency_keys(items),
+                *(
+                    (ActorId(entity=d.entity, key=d.key), d.idempotency_key)
+                    for d in dead.values()
+                    if d.idempotency_key is not None
+                ),
+            }
+            handled = await self._handled(keys)
             batch = _Batch(
-                rows, handled, meta["next_message_id"], meta["max_purged_generation"], due
+                rows,
+                handled,
+                meta["next_message_id"],
+                meta["max_purged_generation"],
+                due,
+                dead,
+                await self._unhandled(items),
             )
             outcomes: list[WriteOutcome] = []
             for item in items:
@@ -622,6 +712,10 @@ class SQLiteStore:
                     outcomes.append(batch.enqueue(item, now))
                 elif isinstance(item, FireTimers):
                     outcomes.append(batch.fire(item, now))
+                elif isinstance(item, BuryMessage):
+                    outcomes.append(batch.bury(item, now))
+                elif isinstance(item, RetryDeadLetter):
+                    outcomes.append(batch.retry(item, now))
                 else:
                     outcomes.append(batch.commit_turn(item, now))
             await self._apply(batch, meta["next_message_id"])
@@ -645,6 +739,29 @@ class SQLiteStore:
                 _DueTimer(tid, ActorId(entity=entity, key=key), name, gen, handler, payload)
                 for tid, entity, key, name, gen, handler, payload in await cursor.fetchall()
             ]
+
+    async def _dead_for(self, items: Sequence[WriteItem]) -> dict[int, DeadLetterRecord]:
+        """The dead letters that ``items`` retry."""
+        ids = [(item.dead_letter,) for item in items if isinstance(item, RetryDeadLetter)]
+        found: dict[int, DeadLetterRecord] = {}
+        for (dead_id,) in ids:
+            sql = f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?"
+            async with self._conn.execute(sql, (dead_id,)) as cursor:
+                row = await cursor.fetchone()
+            if row is not None:
+                found[dead_id] = _dead_letter(row)
+        return found
+
+    async def _unhandled(self, items: Sequence[WriteItem]) -> set[int]:
+        """Which of the messages that ``items`` bury are stored and unhandled."""
+        found: set[int] = set()
+        for item in items:
+            if isinstance(item, BuryMessage):
+                sql = "SELECT 1 FROM messages WHERE id = ? AND done = 0"
+                async with self._conn.execute(sql, (item.message,)) as cursor:
+                    if await cursor.fetchone() is not None:
+                        found.add(item.message)
+        return found
 
     async def _rows(self, actors: set[ActorId]) -> dict[ActorId, _Row]:
         ordered = sorted(actors)
@@ -692,7 +809,7 @@ class SQLiteStore:
             async with self._conn.execute(sql, params) as cursor:
                 for row in await cursor.fetchall():
                     record = _message(row)
-                    done, reply, error, expires = row[11:]
+                    done, reply, error, expires = row[12:]
                     stored = StoredReply(reply=reply, error=error) if done else None
                     actor = ActorId(entity=record.entity, key=record.key)
                     idem = str(record.idempotency_key)
@@ -716,6 +833,14 @@ class SQLiteStore:
 
     async def _apply(self, batch: _Batch, first_id: int) -> None:
         conn = self._conn
+        if batch.buried:
+            # Before anything else: a generation this batch replaces takes its messages along.
+            await conn.executemany(_BURY, batch.buried)
+            await conn.executemany(
+                "DELETE FROM messages WHERE id = ?", [(mid,) for *_, mid in batch.buried]
+            )
+        if batch.retried:
+            await conn.executemany("DELETE FROM dead_letters WHERE id = ?", batch.retried)
         if batch.reset_actors:
             await self._drop_owned(batch.reset_actors, keep_duplicates=True)
         if batch.timer_clears:
@@ -873,6 +998,32 @@ class SQLiteStore:
             ) as cursor:
                 replies = cursor.rowcount
         return len(expired) + max(replies, 0)
+
+    async def record_attempts(self, messages: Sequence[int]) -> None:
+        async with self._op(write=True):
+            await self._conn.executemany(
+                "UPDATE messages SET attempts = attempts + 1 WHERE id = ? AND done = 0",
+                [(mid,) for mid in messages],
+            )
+
+    async def dead_letters(
+        self, *, entities: Collection[str] | None, after: int | None, limit: int
+    ) -> list[DeadLetterRecord]:
+        where, names = _entity_filter(entities)
+        sql = (
+            f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id > ?{where}"
+            " ORDER BY id LIMIT ?"
+        )
+        async with self._op(), self._conn.execute(sql, (after or 0, *names, limit)) as cursor:
+            rows = await cursor.fetchall()
+        return [_dead_letter(row) for row in rows]
+
+    async def discard_dead_letter(self, dead_letter: int) -> bool:
+        async with (
+            self._op(write=True),
+            self._conn.execute("DELETE FROM dead_letters WHERE id = ?", (dead_letter,)) as cursor,
+        ):
+            return cursor.rowcount > 0
 
     async def close(self) -> None:
         async with self._lock:

@@ -14,6 +14,7 @@ from persistence.records import (
     ActorId,
     ActorRecord,
     ActorSummary,
+    DeadLetterRecord,
     MessageRecord,
     Query,
     WriteItem,
@@ -40,8 +41,23 @@ class Store(Protocol):
         Returns:
             One outcome per item, in order: ``AdmitOutcome`` for ``Admit``, ``EnqueueOutcome``
             for ``Enqueue``, ``TurnOutcome`` for ``TurnCommit``, ``FireOutcome`` for
-            ``FireTimers``.
+            ``FireTimers``, ``BuryOutcome`` for ``BuryMessage``, ``RetryOutcome`` for
+            ``RetryDeadLetter``.
         """
+        ...
+
+    async def record_attempts(self, messages: Sequence[int]) -> None:
+        """Add one to the ``attempts`` of each of these unhandled messages, durably."""
+        ...
+
+    async def dead_letters(
+        self, *, entities: Collection[str] | None, after: int | None, limit: int
+    ) -> list[DeadLetterRecord]:
+        """Up to ``limit`` dead letters (of ``entities``, if given) in id order, after ``after``."""
+        ...
+
+    async def discard_dead_letter(self, dead_letter: int) -> bool:
+        """Delete a dead letter; whether there was one."""
         ...
 
     async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:

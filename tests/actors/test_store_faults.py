@@ -42,7 +42,8 @@ class FailingWrites:
 async def test_a_failed_enqueue_reaches_the_caller_and_stores_nothing(store_url: str) -> None:
     """G4: a message the store did not accept is reported, not silently dropped."""
     store = await open_store(store_url)
-    faulty = FailingWrites(store, lambda item: isinstance(item, Enqueue), times=1)
+    # One failure, then the writer's three retries with backoff: the caller is told.
+    faulty = FailingWrites(store, lambda item: isinstance(item, Enqueue), times=4)
     try:
         with anyio.fail_after(30):
             async with Runtime.open(faulty, entities=[Counter]) as rt:  # type: ignore[arg-type]  # a Store by duck typing
@@ -81,3 +82,18 @@ async def test_failed_turn_commits_rerun_the_turns_exactly_once(store_url: str) 
     assert record is not None
     assert record.state is not None
     assert b'"value":20' in record.state
+
+
+async def test_transient_write_failures_are_retried_before_the_caller_hears(
+    store_url: str,
+) -> None:
+    """A retryable failure is retried with backoff: three in a row cost only time."""
+    store = await open_store(store_url)
+    faulty = FailingWrites(store, lambda item: isinstance(item, Enqueue), times=3)
+    try:
+        with anyio.fail_after(30):
+            async with Runtime.open(faulty, entities=[Counter]) as rt:  # type: ignore[arg-type]  # a Store by duck typing
+                assert await rt.ref(Counter, "k").ask(Counter.add, 1) == 1
+                assert faulty.failed == 3
+    finally:
+        await store.close()
