@@ -317,6 +317,10 @@ class Dispatcher:
         except StoreError as exc:
             act.failures += 1
             log.error("activation_failed", entity=act.id.entity, key=act.id.key, error=str(exc))
+            if not exc.retryable:
+                # Its callers learn now; the messages stay, and run once loading works.
+                for envelope in act.mailbox:
+                    self._answer(envelope, storage_error(exc))
             return
         if record is None:
             # Purged with everything it owned: its queued messages have no actor to run on.

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol, TypeVar, final, overload
 
 import anyio
@@ -33,6 +34,7 @@ from actors._query import ActorInfo, Operator, Page, compile_query, info, make_c
 from actors._refs import ActorRef, StartHandle
 from actors._registry import check_attributes, encode_attributes
 from actors._retention import Retention
+from actors._retry import retrying
 from actors._timers import Timers
 from actors._writer import Request, Writer
 from actors.errors import (
@@ -282,7 +284,9 @@ class Runtime:
         after: ActorId | None = None
         recovered = 0
         while True:
-            actors = await self._store.actors_with_mail(after=after, limit=_RECOVERY_PAGE)
+            actors = await self._opening(
+                partial(self._store.actors_with_mail, after=after, limit=_RECOVERY_PAGE)
+            )
             if not actors:
                 break
             mailboxes: list[list[MessageRecord]] = []
@@ -290,7 +294,7 @@ class Runtime:
                 if actor.entity not in self._specs:
                     log.warning("mail_for_unknown_entity", entity=actor.entity, key=actor.key)
                     continue
-                mailbox = await self._store.load_mailbox(actor)
+                mailbox = await self._opening(partial(self._store.load_mailbox, actor))
                 if mailbox and mailbox[0].attempts + 1 >= self.config.max_attempts:
                     head = mailbox.pop(0)
                     tries = head.attempts + 1
@@ -300,7 +304,8 @@ class Runtime:
                     # As stored once the attempt is recorded: the driver runs it alone.
                     mailbox[0] = dataclasses.replace(mailbox[0], attempts=mailbox[0].attempts + 1)
                 mailboxes.append(mailbox)
-            await self._store.record_attempts([mailbox[0].id for mailbox in mailboxes if mailbox])
+            heads = [mailbox[0].id for mailbox in mailboxes if mailbox]
+            await self._opening(partial(self._store.record_attempts, heads))
             for mailbox in mailboxes:
                 for record in mailbox:
                     self._dispatcher.deliver(record, None, created=False)
@@ -327,6 +332,17 @@ class Runtime:
             queued=dispatcher.queued,
             dead_lettered=dispatcher.dead_lettered,
         )
+
+    async def _opening(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A store call made while opening, retried through transient failures.
+
+        Raises:
+            StorageError: the store kept failing (``Runtime.open`` fails with it).
+        """
+        try:
+            return await retrying(call, what="recovery")
+        except StoreError as exc:
+            raise storage_error(exc) from exc
 
     # -- dead letters -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from actors._activation import Envelope
 from actors._clock import Clock
 from actors._deadlock import Chain
 from actors._future import Future
+from actors._retry import retrying
 from actors._turn import TurnResult
 from persistence import (
     Admit,
@@ -38,10 +39,6 @@ from persistence import (
 )
 
 log = structlog.get_logger("actors.writer")
-
-
-_RETRY_DELAYS = (0.02, 0.1, 0.5)
-"""Pauses before each new try of a batch the store refused with a retryable error."""
 
 
 @dataclass(slots=True, eq=False)
@@ -146,15 +143,9 @@ class Writer:
         assert self.host is not None, "the runtime sets the host before starting the writer"
         writes = [item.item if isinstance(item, Request) else item.commit for item in live]
         try:
-            for delay in (*_RETRY_DELAYS, None):
-                try:
-                    outcomes = await self._store.write(writes, now=self._clock.now())
-                    break
-                except StoreError as exc:
-                    if not exc.retryable or delay is None:
-                        raise
-                    log.warning("commit_retried", items=len(live), error=str(exc), delay=delay)
-                    await anyio.sleep(delay)
+            outcomes = await retrying(
+                lambda: self._store.write(writes, now=self._clock.now()), what="write"
+            )
         except StoreError as exc:
             if not exc.retryable and len(live) > 1:
                 for item in live:  # only the item the store cannot take fails
