@@ -162,8 +162,10 @@ class Activation:
 class ActivationTable:
     """Live activations by actor id, and the idle ones among them, least recently used first.
 
-    The table never holds more than ``max_active`` activations: the dispatcher makes room by
-    passivating idle ones, and holds messages for further actors until there is room.
+    The table holds at most ``max_active`` activations: the dispatcher makes room by
+    passivating idle ones, and holds messages for further actors until there is room. The
+    one exception is an actor asked from a running turn (``add(over=True)``): that turn waits
+    on it, so holding it back could leave every busy activation waiting on the others.
     """
 
     def __init__(self, max_active: int) -> None:
@@ -185,9 +187,9 @@ class ActivationTable:
     def find(self, actor: ActorId) -> Activation | None:
         return self._table.get(actor)
 
-    def add(self, actor: ActorId, spec: EntitySpec) -> Activation:
-        """A new, unloaded activation of ``actor``; the caller made room for it."""
-        assert not self.full
+    def add(self, actor: ActorId, spec: EntitySpec, *, over: bool = False) -> Activation:
+        """A new, unloaded activation of ``actor``; the caller made room for it (or ``over``)."""
+        assert over or not self.full
         assert actor not in self._table
         activation = self._table[actor] = Activation(id=actor, spec=spec)
         self.peak = max(self.peak, len(self._table))

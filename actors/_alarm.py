@@ -45,7 +45,8 @@ class Alarm:
         """Sleep until ``deadline`` (``None``: until woken), or an earlier ``wake_by``."""
         if self._earliest is not None and (deadline is None or self._earliest < deadline):
             deadline = self._earliest
-        if deadline is not None and deadline <= self._clock.now():
+        now = self._clock.now()  # read once: a second reading may be past the deadline
+        if deadline is not None and deadline <= now:
             await anyio.lowlevel.checkpoint()
             return
         with anyio.CancelScope() as scope:
@@ -55,7 +56,7 @@ class Alarm:
                 if deadline is None:
                     await anyio.sleep_forever()
                 else:
-                    await self._clock.sleep(deadline - self._clock.now())
+                    await self._clock.sleep(deadline - now)
             finally:
                 self._scope = self._deadline = None
                 self.busy = True

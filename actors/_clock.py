@@ -36,8 +36,8 @@ class SystemClock:
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep for ``seconds`` of real time."""
-        await anyio.sleep(seconds)
+        """Sleep for ``seconds`` of real time (none if it is negative: a deadline passed)."""
+        await anyio.sleep(max(seconds, 0.0))
 
 
 def track(clock: Clock, quiet: Callable[[], bool]) -> Callable[[], None]:

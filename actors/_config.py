@@ -18,7 +18,9 @@ class RuntimeConfig:
         max_batch: the most writes (admissions, enqueues, turn commits) one commit takes.
         max_active: the most activations held in memory. To make room, the least recently
             used idle one is dropped (its actor stays in the store and re-activates on its next
-            message); while all are busy, messages for further actors wait their turn.
+            message); while all are busy, messages for further actors wait their turn. An ask
+            from a running handler is let in over the cap, since the asking turn waits on it
+            (holding it back could leave every busy actor waiting on another).
         idle_timeout: how long an activation with no work stays in memory, for entities that
             do not set their own ``idle_timeout``.
         timer_batch: the most due timers one commit fires.

@@ -122,18 +122,22 @@ class Dispatcher:
         """Put a committed message in its actor's mailbox and make sure someone drives it.
 
         An actor with no activation gets one if there is room (an idle activation is
-        passivated to make it); otherwise its messages wait, in order, for room.
+        passivated to make it); otherwise its messages wait, in order, for room. A message
+        that a running turn waits on (an ask from a handler) gets in over the cap: every
+        activation could be busy waiting on an actor that is itself waiting for room.
         """
         actor = ActorId(entity=record.entity, key=record.key)
         envelope = Envelope(record, reply, chain)
         self.queued += 1
         act = self.activations.find(actor)
         if act is None:
-            waiting = self._waiting.get(actor)
-            if waiting is not None or not self._room(asking=1):
+            awaited = any(not link.done for link in chain)
+            if not awaited and (actor in self._waiting or not self._room(asking=1)):
                 self._waiting.setdefault(actor, []).append((envelope, created))
                 return
-            act = self.activations.add(actor, self._rt._specs[actor.entity])
+            act = self.activations.add(actor, self._rt._specs[actor.entity], over=awaited)
+            for earlier, was_created in self._waiting.pop(actor, ()):
+                self._put(act, earlier, was_created)
         self._put(act, envelope, created)
 
     def _put(self, act: Activation, envelope: Envelope, created: bool) -> None:
@@ -153,10 +157,12 @@ class Dispatcher:
         ``asking`` is 1 for an actor not yet waiting, 0 for the first waiting one: a new
         passivation starts only while those under way cannot free enough slots.
         """
-        if self.activations.full and self._passivating < len(self._waiting) + asking:
+        while self.activations.full and self._passivating < len(self._waiting) + asking:
+            # More than one victim when asks from turns let the table run over its cap.
             victim = self.activations.least_recently_used()
-            if victim is not None:
-                self.passivate(victim)
+            if victim is None:
+                break
+            self.passivate(victim)
         return not self.activations.full
 
     def _admit_waiting(self) -> None:

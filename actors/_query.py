@@ -228,6 +228,17 @@ class Order:
         return ("-" if self.descending else "") + self.field
 
 
+def check_limit(limit: object, *, what: str = "limit") -> int:
+    """``limit`` if it is a page size: an int from 1 to ``MAX_LIMIT``.
+
+    Raises:
+        InvalidQuery: it is not.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidQuery(f"{what} must be an int from 1 to {MAX_LIMIT}, got {limit!r}")
+    return limit
+
+
 def compile_query(
     spec: EntitySpec,
     *,
@@ -266,8 +277,7 @@ def compile_query(
         isinstance(generation, bool) or not isinstance(generation, int) or generation < 1
     ):
         raise InvalidQuery(f"generation must be a positive int, got {generation!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidQuery(f"limit must be an int from 1 to {MAX_LIMIT}, got {limit!r}")
+    check_limit(limit)
     order = _order(spec, order_by)
     query = Query(
         entity=spec.name,

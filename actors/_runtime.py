@@ -30,7 +30,15 @@ from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
 from actors._mailbox import Dispatcher, storage_error
 from actors._passivation import Passivation
-from actors._query import ActorInfo, Operator, Page, compile_query, info, make_cursor
+from actors._query import (
+    ActorInfo,
+    Operator,
+    Page,
+    check_limit,
+    compile_query,
+    info,
+    make_cursor,
+)
 from actors._refs import ActorRef, StartHandle
 from actors._registry import check_attributes, encode_attributes
 from actors._retention import Retention
@@ -46,6 +54,7 @@ from actors.errors import (
     IdempotencyConflict,
     InvalidEntity,
     InvalidPayload,
+    InvalidQuery,
     Overloaded,
     RuntimeClosed,
     UnknownEntity,
@@ -196,7 +205,17 @@ class Runtime:
             InvalidEntity: an entity class cannot be registered, or two share a name.
             InvalidStoreUrl, StoreUnavailable, SchemaTooNew: the store cannot be opened.
         """
-        if namespace is not None and not _NAMESPACE.match(namespace):
+        if isinstance(entities, type) or not isinstance(entities, Iterable):
+            raise TypeError(f"entities must be an iterable of Entity subclasses, got {entities!r}")
+        if config is not None and not isinstance(config, RuntimeConfig):
+            raise TypeError(f"config must be a RuntimeConfig, got {type(config).__name__}")
+        if not isinstance(store, str) and not callable(getattr(store, "write", None)):
+            raise TypeError(
+                f"store must be a store URL or a persistence.Store, got {type(store).__name__}"
+            )
+        if namespace is not None and not (
+            isinstance(namespace, str) and _NAMESPACE.match(namespace)
+        ):
             raise ValueError(
                 "namespace must be letters, digits, '_', '.' or '-' starting with a letter "
                 f"(at most 64 characters), got {namespace!r}"
@@ -217,7 +236,12 @@ class Runtime:
         owned = isinstance(store, str)
         opened = await open_store(store) if isinstance(store, str) else store
         try:
-            rt = cls(opened, specs, clock or SystemClock(), config or RuntimeConfig())
+            rt = cls(
+                opened,
+                specs,
+                clock or SystemClock(),
+                config if config is not None else RuntimeConfig(),
+            )
             async with rt._running():
                 yield rt
         finally:
@@ -358,12 +382,13 @@ class Runtime:
 
         Raises:
             UnknownEntity: ``entity`` is not registered with this runtime.
-            ValueError: ``limit`` is out of range.
+            InvalidQuery: ``limit`` or ``after`` is out of range.
             StorageError, RuntimeClosed: the store could not be read.
         """
         names = self._specs.keys() if entity is None else [self._spec(entity).name]
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise ValueError(f"limit must be an int from 1 to 1000, got {limit!r}")
+        check_limit(limit)
+        if after is not None:
+            _check_dead_letter_id(after, what="after")
         rows = await self._read(
             lambda: self._store.dead_letters(entities=frozenset(names), after=after, limit=limit)
         )
@@ -396,6 +421,7 @@ class Runtime:
             IdempotencyConflict: another message holds its idempotency key now (kept).
             StorageError, RuntimeClosed: nothing was changed.
         """
+        _check_dead_letter_id(dead_letter)
         outcome = await self._request(
             Request(item=RetryDeadLetter(dead_letter=dead_letter), accepted=Future())
         )
@@ -420,6 +446,7 @@ class Runtime:
         Raises:
             StorageError, RuntimeClosed: nothing was changed.
         """
+        _check_dead_letter_id(dead_letter)
         return await self._read(lambda: self._store.discard_dead_letter(dead_letter))
 
     def _quiet(self) -> bool:
@@ -437,7 +464,7 @@ class Runtime:
         )
 
     def _spec(self, entity: type[Entity]) -> EntitySpec:
-        spec = self._by_class.get(entity)
+        spec = self._by_class.get(entity) if isinstance(entity, type) else None
         if spec is None:
             name = getattr(entity, "__qualname__", repr(entity))
             raise UnknownEntity(
@@ -534,8 +561,12 @@ class Runtime:
         attrs = check_attributes(attributes or {}, spec.attribute_types)
         keep = spec.retention
         if retention is not None:
-            if not timedelta(0) <= retention <= _MAX_RETENTION:
-                raise ValueError(f"retention must be between 0 and 3650 days, got {retention}")
+            if not isinstance(retention, timedelta) or not (
+                timedelta(0) <= retention <= _MAX_RETENTION
+            ):
+                raise ValueError(
+                    f"retention must be a timedelta from 0 to 3650 days, got {retention!r}"
+                )
             keep = retention.total_seconds()
         reply: Future[Any] = Future()
         message = NewMessage(
@@ -643,6 +674,7 @@ class Runtime:
             UnknownEntity, InvalidQuery: a bad query (at the first iteration).
             StorageError, RuntimeClosed: the store could not be read.
         """
+        check_limit(page_size, what="page_size")
         after: str | None = None
         while True:
             page = await self.find(
@@ -976,6 +1008,11 @@ class Runtime:
         _deadlock.waiters(actor._id, "reply")
         with self._deadline(actor, "reply", timeout):
             return await reply.wait()
+
+
+def _check_dead_letter_id(value: object, *, what: str = "dead_letter") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQuery(f"{what} must be a dead letter id (an int), got {value!r}")
 
 
 def _generation_text(generation: int | None) -> str:

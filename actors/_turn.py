@@ -148,7 +148,9 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
         if value is ADOPT or value is SUPERSEDE:
             data, reply = None, value
         else:
-            data, reply = _codec.check(value, handler.reply_type, what=f"reply of {what}")
+            data, reply = _codec.check(
+                value, handler.reply_type, what=f"reply of {what}", limit=rt.config.max_payload
+            )
         state = None
         if act.spec.state_type is not None:
             where = f"state of {act.spec.name}/{act.id.key}"

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -37,20 +37,16 @@ from benchmarks.core import _bounded, medians, percentiles, quiet_logging, repor
 from persistence import (
     ActorId,
     ActorInit,
-    ActorRecord,
-    ActorSummary,
     Admit,
     AdmitOutcome,
     Completion,
+    ForwardingStore,
     MessageKind,
-    MessageRecord,
     NewMessage,
-    Query,
     Status,
     Store,
     TurnCommit,
     WriteItem,
-    WriteOutcome,
     open_store,
 )
 from tests.entities import Counter, Payment
@@ -147,47 +143,20 @@ async def build_expired(path: Path, count: int) -> None:
         await store.close()
 
 
-class TimedPurges:
+class TimedPurges(ForwardingStore):
     """A store that records when each ``purge_expired`` call ran; the rest passes through."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        super().__init__(store)
         self.started = anyio.Event()  # set when the first purge begins
         self.calls: list[tuple[float, float, int]] = []  # (began, ended, purged)
-
-    async def write(self, items: Sequence[WriteItem], *, now: float) -> list[WriteOutcome]:
-        return await self._store.write(items, now=now)
-
-    async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
-        return await self._store.next_timer_due(entities)
-
-    async def next_expiry(self) -> float | None:
-        return await self._store.next_expiry()
-
-    async def load_actor(self, actor: ActorId) -> ActorRecord | None:
-        return await self._store.load_actor(actor)
-
-    async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
-        return await self._store.load_mailbox(actor)
-
-    async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
-        return await self._store.actors_with_mail(after=after, limit=limit)
-
-    async def find(self, query: Query) -> list[ActorSummary]:
-        return await self._store.find(query)
-
-    async def count(self, query: Query) -> int:
-        return await self._store.count(query)
 
     async def purge_expired(self, *, now: float, limit: int) -> int:
         self.started.set()
         began = time.perf_counter()
-        purged = await self._store.purge_expired(now=now, limit=limit)
+        purged = await self.inner.purge_expired(now=now, limit=limit)
         self.calls.append((began, time.perf_counter(), purged))
         return purged
-
-    async def close(self) -> None:
-        await self._store.close()
 
 
 async def _timed(ask: Callable[[], Awaitable[object]]) -> float:

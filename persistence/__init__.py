@@ -15,6 +15,7 @@ from persistence.errors import (
     StoreError,
     StoreUnavailable,
 )
+from persistence.forwarding import ForwardingStore
 from persistence.records import (
     ActorId,
     ActorInit,
@@ -40,7 +41,6 @@ from persistence.records import (
     Query,
     RetryDeadLetter,
     RetryOutcome,
-    RetryProblem,
     SortValue,
     Status,
     StoredReply,
@@ -69,6 +69,7 @@ __all__ = [
     "EnqueueOutcome",
     "FireOutcome",
     "FireTimers",
+    "ForwardingStore",
     "InvalidStoreUrl",
     "MessageKind",
     "MessageRecord",
@@ -78,7 +79,6 @@ __all__ = [
     "Query",
     "RetryDeadLetter",
     "RetryOutcome",
-    "RetryProblem",
     "SchemaTooNew",
     "SortValue",
     "Status",

@@ -24,7 +24,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Collection,
     Iterable,
     Iterator,
     Sequence,
@@ -40,17 +39,14 @@ from actors import Entity, Runtime, RuntimeConfig
 from persistence import (
     ActorId,
     ActorRecord,
-    ActorSummary,
     Admit,
     AdmitOutcome,
     BuryMessage,
-    DeadLetterRecord,
     Enqueue,
     EnqueueOutcome,
     FireOutcome,
     FireTimers,
     MessageRecord,
-    Query,
     RetryDeadLetter,
     RetryOutcome,
     StoreBusy,
@@ -61,6 +57,7 @@ from persistence import (
     WriteOutcome,
     open_store,
 )
+from persistence.forwarding import ForwardingStore
 from persistence.store import Store
 
 __all__ = [
@@ -176,7 +173,7 @@ def _messages(outcome: WriteOutcome) -> Iterator[MessageRecord]:
         yield from outcome.messages
 
 
-class FaultyStore:
+class FaultyStore(ForwardingStore):
     """A :class:`persistence.Store` that delegates to ``inner`` unless a fault says otherwise.
 
     Attributes:
@@ -190,7 +187,7 @@ class FaultyStore:
     """
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.injected: Counter[str] = Counter()
         self.log: list[WriteLog] = []
         self.writes_in_progress: Counter[str] = Counter()
@@ -373,42 +370,6 @@ class FaultyStore:
         mailbox = await self.inner.load_mailbox(actor)
         self._learn(mailbox)
         return mailbox
-
-    async def record_attempts(self, messages: Sequence[int]) -> None:
-        await self.inner.record_attempts(messages)
-
-    async def dead_letters(
-        self, *, entities: Collection[str] | None, after: int | None, limit: int
-    ) -> list[DeadLetterRecord]:
-        return await self.inner.dead_letters(entities=entities, after=after, limit=limit)
-
-    async def discard_dead_letter(self, dead_letter: int) -> bool:
-        return await self.inner.discard_dead_letter(dead_letter)
-
-    async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
-        return await self.inner.next_timer_due(entities)
-
-    async def next_expiry(self) -> float | None:
-        return await self.inner.next_expiry()
-
-    async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
-        return await self.inner.actors_with_mail(after=after, limit=limit)
-
-    async def find(self, query: Query) -> list[ActorSummary]:
-        return await self.inner.find(query)
-
-    async def count(self, query: Query) -> int:
-        return await self.inner.count(query)
-
-    async def purge_expired(self, *, now: float, limit: int) -> int:
-        return await self.inner.purge_expired(now=now, limit=limit)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-def _is_store(store: FaultyStore) -> Store:
-    return store  # mypy checks here that FaultyStore meets the Store protocol
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors import Context, DeadlockDetected, Entity, HandlerFailed, handler
+from actors import Context, DeadlockDetected, Entity, HandlerFailed, RuntimeConfig, handler
 from tests.conftest import running
 
 
@@ -74,3 +74,16 @@ async def test_asks_from_outside_any_turn_are_not_limited(store_url: str) -> Non
     async with running(store_url, Node) as rt:
         assert await rt.ref(Node, "a").ask(Node.route, ["b"]) == "a>b"
         assert await rt.ref(Node, "b").ask(Node.route, ["a"]) == "b>a"
+
+
+async def test_nested_asks_get_in_even_when_every_activation_is_busy(store_url: str) -> None:
+    """With max_active=2, a->b->c->d needs four activations at once: the asked ones get in."""
+    config = RuntimeConfig(max_active=2)
+    async with running(store_url, Node, config=config) as rt:
+        assert await rt.ref(Node, "a").ask(Node.route, ["b", "c", "d"]) == "a>b>c>d"
+        stats = rt.statistics()
+        assert stats.peak_activations == 4
+        # Outside any turn the cap holds again: idle ones make room for new ones.
+        for key in ("e", "f", "g"):
+            assert await rt.ref(Node, key).ask(Node.route, []) == key
+        assert rt.statistics().activations <= 4

@@ -10,6 +10,7 @@ import pytest
 from actors import Runtime, StorageError
 from persistence import (
     Enqueue,
+    ForwardingStore,
     Store,
     StoreBusy,
     TurnCommit,
@@ -20,11 +21,11 @@ from persistence import (
 from tests.entities import Counter
 
 
-class FailingWrites:
+class FailingWrites(ForwardingStore):
     """The real store, failing the next ``times`` writes whose items match ``when``."""
 
     def __init__(self, store: Store, when: Callable[[WriteItem], bool], times: int) -> None:
-        self.store = store
+        super().__init__(store)
         self.when = when
         self.times = times
         self.failed = 0
@@ -33,10 +34,7 @@ class FailingWrites:
         if self.failed < self.times and any(self.when(item) for item in items):
             self.failed += 1
             raise StoreBusy("injected: database is locked")
-        return await self.store.write(items, now=now)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
+        return await self.inner.write(items, now=now)
 
 
 async def test_a_failed_enqueue_reaches_the_caller_and_stores_nothing(store_url: str) -> None:
@@ -46,7 +44,7 @@ async def test_a_failed_enqueue_reaches_the_caller_and_stores_nothing(store_url:
     faulty = FailingWrites(store, lambda item: isinstance(item, Enqueue), times=4)
     try:
         with anyio.fail_after(30):
-            async with Runtime.open(faulty, entities=[Counter]) as rt:  # type: ignore[arg-type]  # a Store by duck typing
+            async with Runtime.open(faulty, entities=[Counter]) as rt:
                 ref = rt.ref(Counter, "k")
                 with pytest.raises(StorageError, match="locked") as caught:
                     await ref.ask(Counter.add, 1)
@@ -64,7 +62,7 @@ async def test_failed_turn_commits_rerun_the_turns_exactly_once(store_url: str) 
     replies: list[int] = []
     try:
         with anyio.fail_after(30):
-            async with Runtime.open(faulty, entities=[Counter]) as rt:  # type: ignore[arg-type]  # a Store by duck typing
+            async with Runtime.open(faulty, entities=[Counter]) as rt:
                 ref = rt.ref(Counter, "k")
 
                 async def add() -> None:
@@ -92,7 +90,7 @@ async def test_transient_write_failures_are_retried_before_the_caller_hears(
     faulty = FailingWrites(store, lambda item: isinstance(item, Enqueue), times=3)
     try:
         with anyio.fail_after(30):
-            async with Runtime.open(faulty, entities=[Counter]) as rt:  # type: ignore[arg-type]  # a Store by duck typing
+            async with Runtime.open(faulty, entities=[Counter]) as rt:
                 assert await rt.ref(Counter, "k").ask(Counter.add, 1) == 1
                 assert faulty.failed == 3
     finally:

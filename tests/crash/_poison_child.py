@@ -1,8 +1,8 @@
 """A child process whose actor has a message that kills the process each time it runs.
 
 ``python -m tests.crash._poison_child DB send`` tells ``a``, ``slow``, ``poison`` and ``b`` to
-one actor (``poison`` kills the process when handled); ``... DB serve`` just reopens the runtime and,
-if it survives, prints the actor's state and the dead letters as JSON.
+one actor (``poison`` kills the process when handled); ``... DB serve`` just reopens the
+runtime and, if it survives, prints the actor's state and the dead letters as JSON.
 """
 
 from __future__ import annotations
