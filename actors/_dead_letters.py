@@ -10,8 +10,10 @@ good. Its actor goes on with the next message. ``Runtime.dead_letters`` lists th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import final
+
+from persistence import DeadLetterRecord
 
 __all__ = ["DeadLetter"]
 
@@ -44,3 +46,20 @@ class DeadLetter:
     attempts: int
     error: str
     dead_at: datetime
+
+    @classmethod
+    def of(cls, row: DeadLetterRecord) -> DeadLetter:
+        """The dead letter a store row describes."""
+        return cls(
+            id=row.id,
+            entity=row.entity,
+            key=row.key,
+            generation=row.generation,
+            handler=row.handler,
+            kind=row.kind.value,
+            payload=row.payload,
+            idempotency_key=row.idempotency_key,
+            attempts=row.attempts,
+            error=row.error,
+            dead_at=datetime.fromtimestamp(row.dead_at, UTC),
+        )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar, final, overload
 
@@ -26,6 +26,7 @@ from actors._clock import Clock, SystemClock, track
 from actors._config import RuntimeConfig
 from actors._context import Context, read_error_info
 from actors._dead_letters import DeadLetter
+from actors._deadlines import clock_deadline, deadline
 from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
 from actors._mailbox import Dispatcher, storage_error
@@ -49,7 +50,6 @@ from actors.errors import (
     ActorCompleted,
     ActorFailed,
     ActorNotFound,
-    AskTimeout,
     HandlerFailed,
     IdempotencyConflict,
     InvalidEntity,
@@ -392,22 +392,7 @@ class Runtime:
         rows = await self._read(
             lambda: self._store.dead_letters(entities=frozenset(names), after=after, limit=limit)
         )
-        return [
-            DeadLetter(
-                id=row.id,
-                entity=row.entity,
-                key=row.key,
-                generation=row.generation,
-                handler=row.handler,
-                kind=row.kind.value,
-                payload=row.payload,
-                idempotency_key=row.idempotency_key,
-                attempts=row.attempts,
-                error=row.error,
-                dead_at=datetime.fromtimestamp(row.dead_at, UTC),
-            )
-            for row in rows
-        ]
+        return [DeadLetter.of(row) for row in rows]
 
     async def retry_dead_letter(self, dead_letter: int) -> bool:
         """Put a dead letter back at the end of its actor's mailbox; ``False`` if unknown.
@@ -926,8 +911,8 @@ class Runtime:
         limit = timeout if timeout is not None else self.config.ask_timeout
         seconds = None if limit is None else limit.total_seconds()
         if isinstance(self.clock, SystemClock) or self._services is None or self._closed:
-            return _deadline(seconds, f"{what} on {ref._id}")
-        return _clock_deadline(self.clock, self._services, seconds, f"{what} on {ref._id}")
+            return deadline(seconds, f"{what} on {ref._id}")
+        return clock_deadline(self.clock, self._services, seconds, f"{what} on {ref._id}")
 
     async def _record(self, ref: ActorRef[Any]) -> ActorRecord:
         if self._closed:
@@ -1017,50 +1002,3 @@ def _check_dead_letter_id(value: object, *, what: str = "dead_letter") -> None:
 
 def _generation_text(generation: int | None) -> str:
     return "" if generation is None else f" at generation {generation}"
-
-
-@contextmanager
-def _deadline(seconds: float | None, what: str) -> Iterator[None]:
-    """``fail_after`` that raises AskTimeout naming what timed out (no limit: no-op)."""
-    if seconds is None:
-        yield
-        return
-    try:
-        with anyio.fail_after(seconds):
-            yield
-    except TimeoutError as exc:
-        if isinstance(exc, AskTimeout):
-            raise
-        raise AskTimeout(f"no answer to {what} within {seconds:g} s") from None
-
-
-@contextmanager
-def _clock_deadline(
-    clock: Clock, services: TaskGroup, seconds: float | None, what: str
-) -> Iterator[None]:
-    """:func:`_deadline` on an injected clock (a test's virtual clock, say).
-
-    The clock's sleep runs in a runtime service task, which cancels the caller's scope when
-    it ends; the caller's own task never leaves its scope, so its exceptions stay its own.
-    """
-    if seconds is None:
-        yield
-        return
-    expired = False
-    ringer = anyio.CancelScope()
-
-    async def ring() -> None:
-        nonlocal expired
-        with ringer:
-            await clock.sleep(seconds)
-            expired = True
-            scope.cancel()
-
-    with anyio.CancelScope() as scope:
-        services.start_soon(ring)
-        try:
-            yield
-        finally:
-            ringer.cancel()
-    if expired and scope.cancelled_caught:
-        raise AskTimeout(f"no answer to {what} within {seconds:g} s")
