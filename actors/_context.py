@@ -163,7 +163,7 @@ class Context:
     def complete(self, result: Any = None) -> None:
         """End this generation as ``completed`` with ``result``, when the turn commits.
 
-        The result is stored for the entity's retention window; ``ActorRef.result()`` and
+        The result is stored for the actor's retention window; ``ActorRef.result()`` and
         duplicate starts receive it.
 
         Raises:

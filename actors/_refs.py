@@ -120,7 +120,7 @@ class ActorRef(Generic[E]):
             timeout: how long to wait for the reply (default: the runtime's ``ask_timeout``):
                 a positive timedelta of at most 3650 days.
             idempotency_key: makes the request once-only for this actor: a repeat with the same
-                key within the entity's retention window gets the first one's reply (waiting
+                key within the actor's retention window gets the first one's reply (waiting
                 for it if it is still being handled) and runs nothing.
 
         Returns:

@@ -899,7 +899,11 @@ class Runtime:
         outcome = await self._request(request)
         assert isinstance(outcome, EnqueueOutcome)
         if outcome.message is None:
-            if outcome.status is None or outcome.status is Status.ACTIVE:
+            if (
+                outcome.status is None
+                or outcome.status is Status.ACTIVE
+                or ref.generation not in (None, outcome.generation)
+            ):
                 raise self._rejected(ref, outcome)
             return False  # it had already ended
         cancelled: bool = await reply.wait()

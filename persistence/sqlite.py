@@ -415,6 +415,11 @@ class _Batch:
                 return EnqueueOutcome(message=None, created=False, generation=0, status=None)
             row = self.create(item.actor, item.init, now)
             created = True
+        if item.generation not in (None, row.generation):
+            # Bound to a generation that is gone: not even a repeat reaches the current one.
+            return EnqueueOutcome(
+                message=None, created=False, generation=row.generation, status=row.status
+            )
         idem = item.message.idempotency_key
         if idem is not None and not created:
             seen = self.handled.get((item.actor, idem))
@@ -429,7 +434,7 @@ class _Batch:
                 )
             if seen is not None:  # its window has passed: the key is free again
                 self.consume(seen.record.id)
-        if row.status is not Status.ACTIVE or item.generation not in (None, row.generation):
+        if row.status is not Status.ACTIVE:
             return EnqueueOutcome(
                 message=None, created=False, generation=row.generation, status=row.status
             )
