@@ -41,6 +41,8 @@ class Envelope:
     chain: Chain = ()
     # Commits of this message's turn that the store refused for good.
     refusals: int = 0
+    # It was at the head of its mailbox at two restarts in a row: it runs alone (_solo).
+    suspect: bool = False
 
 
 @dataclass(slots=True, eq=False)

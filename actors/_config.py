@@ -31,10 +31,10 @@ class RuntimeConfig:
         handler_timeout: how long one handler may run before its turn fails with a
             ``HandlerTimeout`` error (the actor stays usable); ``None`` lets handlers run
             forever. A handler's own ``@handler(timeout=...)`` wins.
-        max_attempts: how many times a message may be tried before it is moved to the dead
-            letters: each restart that finds it at the head of its mailbox (it may have been
-            running when the process stopped) and each commit of its turn that the store
-            refused for good count as one attempt.
+        max_attempts: how many attempts a message gets before it is moved to the dead
+            letters: crashes it is blamed for (the first restart that finds it at the head of
+            its mailbox, then each of its runs alone; see docs/reliability.md) and commits of
+            its turn that the store refused for good.
         max_mailbox: the most messages one actor may have waiting for their turn (accepted,
             or on their way in); past it, callers get a retryable ``Overloaded`` error.
         max_in_flight: the most messages and commits the runtime holds in memory at once;

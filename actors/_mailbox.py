@@ -10,7 +10,9 @@ the commit (pipelining); a failed commit resets the actor from the store.
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,6 +24,8 @@ from actors._activation import Activation, ActivationTable, Ending, Envelope
 from actors._context import ADOPT, SUPERSEDE
 from actors._deadlock import Chain
 from actors._future import Future
+from actors._retry import retrying
+from actors._solo import Solo
 from actors._turn import READMIT, TurnResult, forward, run_turn
 from actors._writer import Item, Request, Writer
 from actors.errors import (
@@ -90,6 +94,7 @@ class Dispatcher:
         # enqueues submitted per actor and not yet committed: what backpressure bounds.
         self.queued = 0
         self.submitted: defaultdict[ActorId, int] = defaultdict(int)
+        self.solo = Solo()
         self.turns = 0
         self.activated = 0
         self.passivated = 0
@@ -118,7 +123,7 @@ class Dispatcher:
 
     def deliver(
         self, record: MessageRecord, reply: Future[Any] | None, created: bool, chain: Chain = ()
-    ) -> None:
+    ) -> Envelope:
         """Put a committed message in its actor's mailbox and make sure someone drives it.
 
         An actor with no activation gets one if there is room (an idle activation is
@@ -134,11 +139,12 @@ class Dispatcher:
             awaited = any(not link.done for link in chain)
             if not awaited and (actor in self._waiting or not self._room(asking=1)):
                 self._waiting.setdefault(actor, []).append((envelope, created))
-                return
+                return envelope
             act = self.activations.add(actor, self._rt._specs[actor.entity], over=awaited)
             for earlier, was_created in self._waiting.pop(actor, ()):
                 self._put(act, earlier, was_created)
         self._put(act, envelope, created)
+        return envelope
 
     def _put(self, act: Activation, envelope: Envelope, created: bool) -> None:
         self.activations.wake(act)
@@ -282,33 +288,37 @@ class Dispatcher:
                     act.parked.append(envelope)
                     envelope = None
                     continue
-                incarnation = act.incarnation
-                if envelope.record.generation == act.generation:
-                    result = await run_turn(self._rt, act, envelope)
-                elif envelope.record.kind is MessageKind.DUPLICATE:
-                    # Admitted just before its generation was replaced: it goes on to the
-                    # current one, like a start that arrived a moment later.
-                    result = forward(act, envelope)
-                else:
+                if envelope.record.generation != act.generation and (
+                    envelope.record.kind is not MessageKind.DUPLICATE
+                ):
                     self.queued -= 1
                     self._gone(envelope, act.id)
                     envelope = None
                     continue
-                if act.incarnation != incarnation or not self.accepting_turns:
-                    # Reset while the handler ran, or shutting down: the message is still
-                    # stored and goes back to the mailbox (re-run now, or after restart).
-                    act.requeue(envelope)
+                async with self._gate(envelope):
+                    incarnation = act.incarnation
+                    if envelope.record.generation == act.generation:
+                        result = await run_turn(self._rt, act, envelope)
+                    else:
+                        # A duplicate admitted just before its generation was replaced goes
+                        # on to the current one, like a start that arrived a moment later.
+                        result = forward(act, envelope)
+                    if act.incarnation != incarnation or not self.accepting_turns:
+                        # Reset while the handler ran, or shutting down: the message is
+                        # still stored and goes back to the mailbox (re-run now, or after
+                        # restart).
+                        act.requeue(envelope)
+                        envelope = None
+                        if not self.accepting_turns:
+                            return
+                        continue
+                    act.in_flight.append(envelope)
+                    act.void(result.voided)
                     envelope = None
-                    if not self.accepting_turns:
-                        return
-                    continue
-                act.in_flight.append(envelope)
-                act.void(result.voided)
-                envelope = None
-                self.turns += 1
-                self._writer.submit(result)
-                if result.envelope.record.attempts:
-                    await act.wait_flushed()
+                    self.turns += 1
+                    self._writer.submit(result)
+                    if result.envelope.record.attempts:
+                        await act.wait_flushed()
                 await anyio.lowlevel.checkpoint()
         finally:
             if envelope is not None:
@@ -316,6 +326,32 @@ class Dispatcher:
             act.running = False
             self.working -= 1
             self._rest_if_idle(act)
+
+    @asynccontextmanager
+    async def _gate(self, envelope: Envelope) -> AsyncIterator[None]:
+        """Where a turn runs its handler: alone for a suspect, else not beside one."""
+        if envelope.suspect:
+            await self.solo.enter_alone()
+            try:
+                try:
+                    # Recorded before it runs: a crash during this turn is blamed on it.
+                    await retrying(
+                        partial(self._rt._store.record_attempts, [envelope.record.id]),
+                        what="record_attempts",
+                    )
+                except StoreError as exc:
+                    log.error("attempt_unrecorded", message_id=envelope.record.id, error=str(exc))
+                yield
+            finally:
+                self.solo.leave_alone()
+        elif any(not link.done for link in envelope.chain):
+            yield  # asked from a running turn (perhaps the suspect's): part of that turn
+        else:
+            await self.solo.enter()
+            try:
+                yield
+            finally:
+                self.solo.leave()
 
     async def _load(self, act: Activation) -> None:
         try:

@@ -299,11 +299,14 @@ class Runtime:
             raise lone from None
 
     async def _recover(self) -> None:
-        """Put every stored message back in its mailbox, counting an attempt for each head.
+        """Put every stored message back in its mailbox, with attempts counted at the heads.
 
-        The head of a mailbox may have been running when the process stopped: one that has
-        been at the head ``max_attempts`` times (it may be what crashes the process) goes to
-        the dead letters instead, and its actor goes on with the next message.
+        The head of a mailbox may have been running when the process stopped. The first
+        time, that counts as an attempt and the message runs as usual (though without
+        pipelining). A message at the head again is a suspect: it runs alone (see
+        ``_solo``), its attempt recorded just before, so that each further crash is blamed
+        on it only if it was running. One with ``max_attempts`` attempts goes to the dead
+        letters instead, and its actor goes on with the next message.
         """
         after: ActorId | None = None
         recovered = 0
@@ -314,25 +317,30 @@ class Runtime:
             if not actors:
                 break
             mailboxes: list[list[MessageRecord]] = []
+            first: list[int] = []  # heads counted for the first time
             for actor in actors:
                 if actor.entity not in self._specs:
                     log.warning("mail_for_unknown_entity", entity=actor.entity, key=actor.key)
                     continue
                 mailbox = await self._opening(partial(self._store.load_mailbox, actor))
-                if mailbox and mailbox[0].attempts + 1 >= self.config.max_attempts:
+                while mailbox and mailbox[0].attempts >= self.config.max_attempts:
                     head = mailbox.pop(0)
-                    tries = head.attempts + 1
-                    reason = f"the process stopped while it could have been running, {tries} times"
-                    await self._dispatcher.bury(Envelope(head), tries, reason).wait()
-                if mailbox:
-                    # As stored once the attempt is recorded: the driver runs it alone.
-                    mailbox[0] = dataclasses.replace(mailbox[0], attempts=mailbox[0].attempts + 1)
+                    reason = (
+                        "the process stopped while it could have been running, "
+                        f"{head.attempts} times"
+                    )
+                    await self._dispatcher.bury(Envelope(head), head.attempts, reason).wait()
+                if mailbox and not mailbox[0].attempts:
+                    # As stored once the attempt is recorded below.
+                    mailbox[0] = dataclasses.replace(mailbox[0], attempts=1)
+                    first.append(mailbox[0].id)
                 mailboxes.append(mailbox)
-            heads = [mailbox[0].id for mailbox in mailboxes if mailbox]
-            await self._opening(partial(self._store.record_attempts, heads))
+            await self._opening(partial(self._store.record_attempts, first))
+            counted = set(first)
             for mailbox in mailboxes:
-                for record in mailbox:
-                    self._dispatcher.deliver(record, None, created=False)
+                for n, record in enumerate(mailbox):
+                    envelope = self._dispatcher.deliver(record, None, created=False)
+                    envelope.suspect = n == 0 and record.id not in counted
                     recovered += 1
             after = actors[-1]
         if recovered:

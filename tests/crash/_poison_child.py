@@ -1,8 +1,13 @@
-"""A child process whose actor has a message that kills the process each time it runs.
+"""A child process whose actors have a message that kills the process each time it runs.
 
-``python -m tests.crash._poison_child DB send`` tells ``a``, ``slow``, ``poison`` and ``b`` to
-one actor (``poison`` kills the process when handled); ``... DB serve`` just reopens the
-runtime and, if it survives, prints the actor's state and the dead letters as JSON.
+``python -m tests.crash._poison_child DB MODE`` opens a runtime on ``DB``, sends what ``MODE``
+says, then (if it survives) prints every actor's state and the dead letters as JSON:
+
+- ``send``: ``a``, ``slow``, ``poison``, ``b`` to actor ``v`` (``poison`` kills the process
+  when handled; ``slow`` gives the next ones time to be accepted);
+- ``crowd``: ``slow`` to each of ``CROWD`` actors, then ``poison`` to actor ``p``: every
+  restart kills the process while the crowd's turns are under way;
+- ``serve``: nothing; the restart alone recovers what was stored.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import anyio
 from actors import Context, Entity, Runtime, RuntimeConfig, handler
 
 MAX_ATTEMPTS = 3
+CROWD = [f"c{i}" for i in range(8)]
+KEYS = ["v", "p", *CROWD]
 
 
 class Victim(Entity):
@@ -28,7 +35,7 @@ class Victim(Entity):
         if food == "poison":
             os.kill(os.getpid(), signal.SIGKILL)
         if food == "slow":
-            await anyio.sleep(0.5)  # while the next ones are accepted
+            await anyio.sleep(0.3)
         self.state = [*(self.state or []), food]
 
     @handler
@@ -39,11 +46,14 @@ class Victim(Entity):
 async def main(db: str, mode: str) -> None:
     config = RuntimeConfig(max_attempts=MAX_ATTEMPTS)
     async with Runtime.open(f"sqlite:///{db}", entities=[Victim], config=config) as rt:
-        ref = rt.ref(Victim, "v")
         if mode == "send":
             for food in ("a", "slow", "poison", "b"):
-                await ref.tell(Victim.eat, food)
-        eaten = await ref.ask(Victim.eaten)
+                await rt.ref(Victim, "v").tell(Victim.eat, food)
+        elif mode == "crowd":
+            for key in CROWD:
+                await rt.ref(Victim, key).tell(Victim.eat, "slow")
+            await rt.ref(Victim, "p").tell(Victim.eat, "poison")
+        eaten = {key: await rt.ref(Victim, key).ask(Victim.eaten) for key in KEYS}
         dead = [
             {"id": d.id, "key": d.key, "payload": d.payload.decode(), "attempts": d.attempts}
             for d in await rt.dead_letters()
