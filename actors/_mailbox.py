@@ -10,8 +10,7 @@ the commit (pipelining); a failed commit resets the actor from the store.
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("actors.mailbox")
 
 _MAX_BACKOFF = 5.0
+
+# How a turn passes the suspect gate (see _solo): it is part of an asking turn, an ordinary
+# turn, or a suspect that runs alone.
+_PASS, _ORDINARY, _ALONE = 0, 1, 2
 
 
 def _retiring(act: Activation) -> bool:
@@ -295,7 +298,12 @@ class Dispatcher:
                     self._gone(envelope, act.id)
                     envelope = None
                     continue
-                async with self._gate(envelope):
+                gate = self._gate(envelope)
+                if gate == _ORDINARY and not self.solo.pending:
+                    self.solo.running += 1  # the fast path of Solo.enter
+                else:
+                    await self._enter(gate, envelope)
+                try:
                     incarnation = act.incarnation
                     if envelope.record.generation == act.generation:
                         result = await run_turn(self._rt, act, envelope)
@@ -319,6 +327,8 @@ class Dispatcher:
                     self._writer.submit(result)
                     if result.envelope.record.attempts:
                         await act.wait_flushed()
+                finally:
+                    self._leave(gate)
                 await anyio.lowlevel.checkpoint()
         finally:
             if envelope is not None:
@@ -327,31 +337,36 @@ class Dispatcher:
             self.working -= 1
             self._rest_if_idle(act)
 
-    @asynccontextmanager
-    async def _gate(self, envelope: Envelope) -> AsyncIterator[None]:
-        """Where a turn runs its handler: alone for a suspect, else not beside one."""
+    def _gate(self, envelope: Envelope) -> int:
+        """How a turn of ``envelope`` runs its handler (see ``_solo``)."""
         if envelope.suspect:
+            return _ALONE
+        if any(not link.done for link in envelope.chain):
+            return _PASS  # asked from a running turn (perhaps the suspect's): part of it
+        return _ORDINARY
+
+    async def _enter(self, gate: int, envelope: Envelope) -> None:
+        if gate == _ORDINARY:
+            await self.solo.enter()
+        elif gate == _ALONE:
             await self.solo.enter_alone()
             try:
-                try:
-                    # Recorded before it runs: a crash during this turn is blamed on it.
-                    await retrying(
-                        partial(self._rt._store.record_attempts, [envelope.record.id]),
-                        what="record_attempts",
-                    )
-                except StoreError as exc:
-                    log.error("attempt_unrecorded", message_id=envelope.record.id, error=str(exc))
-                yield
-            finally:
+                # Recorded before it runs: a crash during this turn is blamed on it.
+                await retrying(
+                    partial(self._rt._store.record_attempts, [envelope.record.id]),
+                    what="record_attempts",
+                )
+            except StoreError as exc:
+                log.error("attempt_unrecorded", message_id=envelope.record.id, error=str(exc))
+            except BaseException:
                 self.solo.leave_alone()
-        elif any(not link.done for link in envelope.chain):
-            yield  # asked from a running turn (perhaps the suspect's): part of that turn
-        else:
-            await self.solo.enter()
-            try:
-                yield
-            finally:
-                self.solo.leave()
+                raise
+
+    def _leave(self, gate: int) -> None:
+        if gate == _ORDINARY:
+            self.solo.leave()
+        elif gate == _ALONE:
+            self.solo.leave_alone()
 
     async def _load(self, act: Activation) -> None:
         try:
