@@ -50,16 +50,17 @@ class DeadLetter:
     @classmethod
     def of(cls, row: DeadLetterRecord) -> DeadLetter:
         """The dead letter a store row describes."""
+        message = row.message
         return cls(
-            id=row.id,
-            entity=row.entity,
-            key=row.key,
-            generation=row.generation,
-            handler=row.handler,
-            kind=row.kind.value,
-            payload=row.payload,
-            idempotency_key=row.idempotency_key,
-            attempts=row.attempts,
+            id=message.id,
+            entity=message.entity,
+            key=message.key,
+            generation=message.generation,
+            handler=message.handler,
+            kind=message.kind.value,
+            payload=message.payload,
+            idempotency_key=message.idempotency_key,
+            attempts=message.attempts,
             error=row.error,
             dead_at=datetime.fromtimestamp(row.dead_at, UTC),
         )

@@ -422,13 +422,14 @@ class Runtime:
         dead = outcome.dead_letter
         if dead is not None and outcome.problem == "actor_gone":
             raise ActorNotFound(
-                f"dead letter {dead_letter}: its actor {dead.entity}/{dead.key} no longer exists"
+                f"dead letter {dead_letter}: its actor {dead.message.entity}/{dead.message.key}"
+                " no longer exists"
             )
         if dead is not None and outcome.problem == "key_in_use":
             raise IdempotencyConflict(
-                entity=dead.entity,
-                key=dead.key,
-                idempotency_key=str(dead.idempotency_key),
+                entity=dead.message.entity,
+                key=dead.message.key,
+                idempotency_key=str(dead.message.idempotency_key),
                 difference=f"another message after dead letter {dead_letter} was given up",
             )
         return outcome.message is not None

@@ -376,20 +376,12 @@ class RetryOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetterRecord:
-    """A message given up after ``attempts`` tries, as stored in the dead letters."""
+    """A message given up after ``message.attempts`` tries, kept in the dead letters.
 
-    id: int
-    entity: str
-    key: str
-    generation: int
-    kind: MessageKind
-    handler: str
-    payload: bytes
-    created_at: float
-    meta: bytes | None
-    idempotency_key: str | None
-    timer: str | None
-    attempts: int
+    The dead letter's id is its message's.
+    """
+
+    message: MessageRecord
     error: str
     dead_at: float
 

@@ -166,23 +166,7 @@ def _message(row: Sequence[Any]) -> MessageRecord:
 
 
 def _dead_letter(row: Sequence[Any]) -> DeadLetterRecord:
-    mid, entity, key, gen, kind, handler, payload, created, meta, idem, timer, tries = row[:12]
-    return DeadLetterRecord(
-        id=mid,
-        entity=entity,
-        key=key,
-        generation=gen,
-        kind=MessageKind(kind),
-        handler=handler,
-        payload=payload,
-        created_at=created,
-        meta=meta,
-        idempotency_key=idem,
-        timer=timer,
-        attempts=tries,
-        error=row[12],
-        dead_at=row[13],
-    )
+    return DeadLetterRecord(message=_message(row), error=row[12], dead_at=row[13])
 
 
 class _Batch:
@@ -455,23 +439,24 @@ class _Batch:
         dead = self.dead.pop(item.dead_letter, None)
         if dead is None:
             return RetryOutcome(message=None, problem="unknown")
-        actor = ActorId(entity=dead.entity, key=dead.key)
+        old = dead.message
+        actor = ActorId(entity=old.entity, key=old.key)
         row = self.rows.get(actor)
         if row is None or not row.live(now):
-            self.dead[dead.id] = dead
+            self.dead[old.id] = dead
             return RetryOutcome(message=None, problem="actor_gone", dead_letter=dead)
-        if dead.idempotency_key is not None and (actor, dead.idempotency_key) in self.handled:
-            self.dead[dead.id] = dead
+        if old.idempotency_key is not None and (actor, old.idempotency_key) in self.handled:
+            self.dead[old.id] = dead
             return RetryOutcome(message=None, problem="key_in_use", dead_letter=dead)
         message = NewMessage(
-            kind=dead.kind,
-            handler=dead.handler,
-            payload=dead.payload,
-            meta=dead.meta,
-            idempotency_key=dead.idempotency_key,
+            kind=old.kind,
+            handler=old.handler,
+            payload=old.payload,
+            meta=old.meta,
+            idempotency_key=old.idempotency_key,
         )
-        self.retried.append((dead.id,))
-        record = self.insert(actor, dead.generation, message, now, timer=dead.timer)
+        self.retried.append((old.id,))
+        record = self.insert(actor, old.generation, message, now, timer=old.timer)
         return RetryOutcome(message=record)
 
     def commit_turn(self, item: TurnCommit, now: float) -> TurnOutcome:
@@ -689,14 +674,15 @@ class SQLiteStore:
                 meta = {name: int(value) for name, value in await cursor.fetchall()}
             due = await self._due_timers(items, now)
             dead = await self._dead_for(items)
-            dead_actors = {ActorId(entity=d.entity, key=d.key) for d in dead.values()}
+            retried = [d.message for d in dead.values()]
+            dead_actors = {ActorId(entity=m.entity, key=m.key) for m in retried}
             rows = await self._rows({*_touched(items), *(t.actor for t in due), *dead_actors})
             keys = {
                 *_idempotency_keys(items),
                 *(
-                    (ActorId(entity=d.entity, key=d.key), d.idempotency_key)
-                    for d in dead.values()
-                    if d.idempotency_key is not None
+                    (ActorId(entity=m.entity, key=m.key), m.idempotency_key)
+                    for m in retried
+                    if m.idempotency_key is not None
                 ),
             }
             handled = await self._handled(keys)
