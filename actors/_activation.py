@@ -43,6 +43,7 @@ class Envelope:
     refusals: int = 0
     # It was at the head of its mailbox at two restarts in a row: it runs alone (_solo).
     suspect: bool = False
+    recorded: bool = False  # the suspect's attempt is recorded
 
 
 @dataclass(slots=True, eq=False)

@@ -49,6 +49,27 @@ def waiters(target: ActorId, what: str) -> Chain:
 
 
 @contextmanager
+def asking(target: ActorId, what: str) -> Iterator[Chain]:
+    """The chain an ask to ``target`` from here carries, for as long as the ask waits.
+
+    The asking turn is in it through a link of this ask's own, done when the ask returns
+    or gives up: a turn that stopped waiting (its ask timed out) is no longer in the way.
+
+    Raises:
+        DeadlockDetected: as :func:`waiters`.
+    """
+    chain = waiters(target, what)
+    if not chain:
+        yield chain
+        return
+    wait = Link(chain[-1].actor)
+    try:
+        yield (*chain[:-1], wait)
+    finally:
+        wait.done = True
+
+
+@contextmanager
 def turn(actor: ActorId, chain: Chain) -> Iterator[None]:
     """Run a turn of ``actor`` for a message that ``chain`` waits on."""
     link = Link(actor)

@@ -350,6 +350,9 @@ class Dispatcher:
             await self.solo.enter()
         elif gate == _ALONE:
             await self.solo.enter_alone()
+            if envelope.recorded:
+                return  # a re-run after a failed commit: no new crash to blame
+            envelope.recorded = True
             try:
                 # Recorded before it runs: a crash during this turn is blamed on it.
                 await retrying(
@@ -536,6 +539,13 @@ class Dispatcher:
                 and item.reply is not None
             ):
                 self._followers[outcome.repeat_of.id].append(item.reply)
+                first = outcome.repeat_of
+                actor = ActorId(entity=first.entity, key=first.key)
+                if actor in self._waiting and any(not link.done for link in item.chain):
+                    # A running turn waits on that message: let its actor in over the cap.
+                    act = self.activations.add(actor, self._rt._specs[actor.entity], over=True)
+                    for earlier, was_created in self._waiting.pop(actor):
+                        self._put(act, earlier, was_created)
             return
         assert isinstance(outcome, TurnOutcome)
         act = item.activation
@@ -626,6 +636,7 @@ class Dispatcher:
                     # The writer retried it alone: the store refuses this very turn.
                     self._refused(item.activation, item.envelope, error)
                 self._drive_soon(item.activation)
+                self._rest_if_idle(item.activation)  # its last message may be buried
 
     # -- shutdown -----------------------------------------------------------------------
 

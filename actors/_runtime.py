@@ -405,6 +405,8 @@ class Runtime:
     async def retry_dead_letter(self, dead_letter: int) -> bool:
         """Put a dead letter back at the end of its actor's mailbox; ``False`` if unknown.
 
+        Only dead letters of this runtime's entities are known to it.
+
         The message runs again as if new (its attempts start over); a caller that was told
         ``MessageDeadLettered`` is not answered again, so ask again by idempotency key to
         get its reply.
@@ -416,7 +418,10 @@ class Runtime:
         """
         _check_dead_letter_id(dead_letter)
         outcome = await self._request(
-            Request(item=RetryDeadLetter(dead_letter=dead_letter), accepted=Future())
+            Request(
+                item=RetryDeadLetter(dead_letter=dead_letter, entities=frozenset(self._specs)),
+                accepted=Future(),
+            )
         )
         assert isinstance(outcome, RetryOutcome)
         dead = outcome.dead_letter
@@ -435,13 +440,17 @@ class Runtime:
         return outcome.message is not None
 
     async def discard_dead_letter(self, dead_letter: int) -> bool:
-        """Delete a dead letter for good; ``False`` if there was none with that id.
+        """Delete a dead letter for good; ``False`` if there is none with that id.
+
+        Only dead letters of this runtime's entities are known to it.
 
         Raises:
             StorageError, RuntimeClosed: nothing was changed.
         """
         _check_dead_letter_id(dead_letter)
-        return await self._read(lambda: self._store.discard_dead_letter(dead_letter))
+        return await self._read(
+            lambda: self._store.discard_dead_letter(dead_letter, entities=frozenset(self._specs))
+        )
 
     def _quiet(self) -> bool:
         """Whether nothing is under way: no commit, no turn, no service awake.
@@ -860,23 +869,23 @@ class Runtime:
         timeout: timedelta | None,
         idempotency_key: str | None,
     ) -> Any:
-        chain = _deadlock.waiters(ref._id, f"ask {name}")
-        reply: Future[Any] = Future()
-        request = Request(
-            item=self._enqueue(ref, spec, MessageKind.REQUEST, name, data, idempotency_key),
-            accepted=Future(),
-            reply=reply,
-            chain=chain,
-        )
-        with self._deadline(ref, name, timeout):
-            outcome = await self._request(request)
-            assert isinstance(outcome, EnqueueOutcome)
-            if outcome.repeat_of is not None:
-                # A repeat: the stored reply, or the first message's once it is handled.
-                reply = self._repeat(ref, spec, name, data, outcome) or reply
-            elif outcome.message is None:
-                raise self._rejected(ref, outcome)
-            return await reply.wait()
+        with _deadlock.asking(ref._id, f"ask {name}") as chain:
+            reply: Future[Any] = Future()
+            request = Request(
+                item=self._enqueue(ref, spec, MessageKind.REQUEST, name, data, idempotency_key),
+                accepted=Future(),
+                reply=reply,
+                chain=chain,
+            )
+            with self._deadline(ref, name, timeout):
+                outcome = await self._request(request)
+                assert isinstance(outcome, EnqueueOutcome)
+                if outcome.repeat_of is not None:
+                    # A repeat: the stored reply, or the first message's once it is handled.
+                    reply = self._repeat(ref, spec, name, data, outcome) or reply
+                elif outcome.message is None:
+                    raise self._rejected(ref, outcome)
+                return await reply.wait()
 
     async def _tell(
         self,

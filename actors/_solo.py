@@ -6,9 +6,10 @@ keeps the others out, records the attempt durably, and ends only once its commit
 A crash meanwhile can only be its own.
 
 A turn asked from a running turn (a message with a live chain) is part of the asking turn
-and passes the gate: the suspect may ask other actors. An ordinary turn may wait on the
-suspect's actor too (an ask to it); so a suspect waits at most ``WAIT`` for the turns under
-way to end, then runs anyway (the blame is then less certain, never a deadlock).
+and passes the gate: the suspect may ask other actors. Turns can still wait on each other
+across the gate (an ordinary turn asking the suspect's actor; the suspect asking an actor
+whose next message is an ordinary one), so each side waits at most ``WAIT`` and then runs
+anyway: the blame is then less certain, never a deadlock.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ class Solo:
         self._changed = anyio.Event()
 
     async def enter(self) -> None:
-        """An ordinary turn starts (or resumes after an ask): not while a suspect's runs."""
-        while self.pending:
-            await self._changed.wait()
+        """An ordinary turn starts: not while a suspect's runs, unless that takes ``WAIT``.
+
+        Bounded too, because the suspect may be waiting on this very turn's actor (it asked
+        an actor whose next message is this one).
+        """
+        with anyio.move_on_after(WAIT):
+            while self.pending:
+                await self._changed.wait()
         self.running += 1
 
     def leave(self) -> None:

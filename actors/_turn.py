@@ -143,7 +143,7 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
             _deadlock.turn(act.id, env.chain),
         ):
             value = await handler.fn(act.instance, ctx, *args)
-        if limit.cancelled_caught:
+        if limit.cancel_called:  # even if the handler caught the cancellation and returned
             raise HandlerTimeout(f"handler {what} did not finish within {timeout:g} s")
         if value is ADOPT or value is SUPERSEDE:
             data, reply = None, value

@@ -148,8 +148,12 @@ class Writer:
             )
         except StoreError as exc:
             if not exc.retryable and len(live) > 1:
-                for item in live:  # only the item the store cannot take fails
-                    await self._commit([item])
+                for n, item in enumerate(live):  # only the item the store cannot take fails
+                    try:
+                        await self._commit([item])
+                    except BaseException:
+                        self._leftover.extend(live[n + 1 :])  # answered by abandon()
+                        raise
                 return
             log.error(
                 "commit_failed", items=len(live), error=str(exc), error_type=type(exc).__name__

@@ -44,8 +44,10 @@ class ForwardingStore:
     ) -> list[DeadLetterRecord]:
         return await self.inner.dead_letters(entities=entities, after=after, limit=limit)
 
-    async def discard_dead_letter(self, dead_letter: int) -> bool:
-        return await self.inner.discard_dead_letter(dead_letter)
+    async def discard_dead_letter(
+        self, dead_letter: int, *, entities: Collection[str] | None = None
+    ) -> bool:
+        return await self.inner.discard_dead_letter(dead_letter, entities=entities)
 
     async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
         return await self.inner.next_timer_due(entities)

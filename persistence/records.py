@@ -8,7 +8,7 @@ hold encoded payloads (``bytes``) and never runtime objects: this module must no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -352,11 +352,13 @@ class RetryDeadLetter:
     """Put a dead letter back at the end of its actor's mailbox and delete it.
 
     The message is stored anew (a new id, no attempts) for the generation it was sent to.
-    Not applied (see :class:`RetryOutcome`) when there is no such dead letter, when its
-    actor has no live row, or when another message now holds its idempotency key.
+    Not applied (see :class:`RetryOutcome`) when there is no such dead letter (of
+    ``entities``, if given), when that generation is gone (a duplicate may go to the next
+    one), or when another message holds its idempotency key within its window.
     """
 
     dead_letter: int
+    entities: Collection[str] | None = None
 
 
 RetryProblem = Literal["unknown", "actor_gone", "key_in_use"]

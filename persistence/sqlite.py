@@ -436,18 +436,26 @@ class _Batch:
         return BuryOutcome(buried=True)
 
     def retry(self, item: RetryDeadLetter, now: float) -> RetryOutcome:
-        dead = self.dead.pop(item.dead_letter, None)
-        if dead is None:
+        dead = self.dead.get(item.dead_letter)
+        if dead is None or (item.entities is not None and dead.message.entity not in item.entities):
             return RetryOutcome(message=None, problem="unknown")
         old = dead.message
         actor = ActorId(entity=old.entity, key=old.key)
         row = self.rows.get(actor)
-        if row is None or not row.live(now):
-            self.dead[old.id] = dead
+        if (
+            row is None
+            or not row.live(now)
+            or (row.generation != old.generation and old.kind is not MessageKind.DUPLICATE)
+        ):
+            # Its generation is gone (a duplicate would go on to the next one instead).
             return RetryOutcome(message=None, problem="actor_gone", dead_letter=dead)
-        if old.idempotency_key is not None and (actor, old.idempotency_key) in self.handled:
-            self.dead[old.id] = dead
-            return RetryOutcome(message=None, problem="key_in_use", dead_letter=dead)
+        if old.idempotency_key is not None:
+            seen = self.handled.get((actor, old.idempotency_key))
+            if seen is not None and (seen.expires_at is None or seen.expires_at > now):
+                return RetryOutcome(message=None, problem="key_in_use", dead_letter=dead)
+            if seen is not None:  # its window has passed: the key is free again
+                self.consume(seen.record.id)
+        del self.dead[old.id]
         message = NewMessage(
             kind=old.kind,
             handler=old.handler,
@@ -1009,11 +1017,12 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [_dead_letter(row) for row in rows]
 
-    async def discard_dead_letter(self, dead_letter: int) -> bool:
-        async with (
-            self._op(write=True),
-            self._conn.execute("DELETE FROM dead_letters WHERE id = ?", (dead_letter,)) as cursor,
-        ):
+    async def discard_dead_letter(
+        self, dead_letter: int, *, entities: Collection[str] | None = None
+    ) -> bool:
+        where, names = _entity_filter(entities)
+        sql = f"DELETE FROM dead_letters WHERE id = ?{where}"
+        async with self._op(write=True), self._conn.execute(sql, (dead_letter, *names)) as cursor:
             return cursor.rowcount > 0
 
     async def close(self) -> None:

@@ -56,8 +56,10 @@ class Store(Protocol):
         """Up to ``limit`` dead letters (of ``entities``, if given) in id order, after ``after``."""
         ...
 
-    async def discard_dead_letter(self, dead_letter: int) -> bool:
-        """Delete a dead letter; whether there was one."""
+    async def discard_dead_letter(
+        self, dead_letter: int, *, entities: Collection[str] | None = None
+    ) -> bool:
+        """Delete a dead letter (of ``entities``, if given); whether there was one."""
         ...
 
     async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
