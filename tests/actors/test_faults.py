@@ -115,7 +115,7 @@ async def test_past_its_retries_a_busy_store_is_a_retryable_storage_error(
 async def test_a_turn_whose_commit_stays_busy_past_the_retries_is_rerun_once(
     faulty: FaultyStore,
 ) -> None:
-    """An accepted message survives a turn commit that failed even after the writer's retries."""
+    """G3, G4: an accepted message survives a turn commit that failed past the retries."""
     async with runtime_on(faulty, Counter) as rt:
         ref = rt.ref(Counter, "k")
         faulty.fail_writes(6, error=StoreBusy, kinds={TurnCommit})
@@ -132,7 +132,7 @@ async def test_a_turn_whose_commit_stays_busy_past_the_retries_is_rerun_once(
 async def test_an_item_the_store_refuses_fails_alone_and_its_batch_mates_succeed(
     faulty: FaultyStore, kind: str
 ) -> None:
-    """A batch refused for good is re-committed item by item: only the refused caller fails."""
+    """G4: a batch refused for good is re-committed item by item; only the refused fails."""
     bad = ActorId(entity=Counter.name if kind == "enqueue" else Job.name, key="bad")
     faulty.fail_writes(
         None, error=StoreError, kinds={Enqueue if kind == "enqueue" else Admit}, actor=bad
@@ -174,7 +174,7 @@ async def test_an_item_the_store_refuses_fails_alone_and_its_batch_mates_succeed
 async def test_a_refused_turn_commit_resets_the_actor_while_others_keep_serving(
     faulty: FaultyStore,
 ) -> None:
-    """The failed actor reloads its last committed state and re-runs its messages, once each."""
+    """G3: the failed actor reloads its committed state and re-runs its messages once each."""
     config = RuntimeConfig(max_attempts=1000)  # no dead letters here: only resets
     tokens = [f"t{i}" for i in range(10)]
     async with runtime_on(faulty, Counter, config=config) as rt:
@@ -396,7 +396,7 @@ async def _max_page_count(store: SQLiteStore, pages: int) -> None:
 async def test_a_full_disk_is_a_clear_error_loses_nothing_and_service_resumes(
     tmp_path: Path,
 ) -> None:
-    """Writes past max_page_count fail as StorageError; earlier work is intact; it recovers.
+    """G4: writes past max_page_count fail as StorageError; earlier work stays; it recovers.
 
     A full disk is retryable (space may come back): a turn whose commit fails for lack of
     space is retried with backoff for as long as it takes, never dead-lettered.

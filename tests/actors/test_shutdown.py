@@ -97,7 +97,7 @@ async def _seen_after_restart(store: FaultyStore) -> list[str]:
 async def test_leaving_mid_turn_abandons_it_and_it_reruns_once_after_restart(
     faulty: FaultyStore, hang: Hang
 ) -> None:
-    """A running turn is cancelled; its caller and the queued one get RuntimeClosed."""
+    """G3, G4: a running turn is cancelled, its callers told; it re-runs once on reopening."""
     config = RuntimeConfig(close_timeout=timedelta(seconds=1))
     outcomes: dict[str, object] = {}
     Worker.hang = hang
