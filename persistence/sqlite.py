@@ -213,7 +213,7 @@ class _Batch:
         self.dead = dict(dead or {})
         self.unhandled = set(unhandled)
         self.buried: list[tuple[int, str, float, int]] = []
-        self.retried: list[tuple[int]] = []
+        self.retried: dict[int, int] = {}  # dead letter id -> the message id it came back as
 
     def create(self, actor: ActorId, init: ActorInit, now: float) -> _Row:
         old = self.rows.get(actor)
@@ -227,6 +227,9 @@ class _Batch:
                 for r in self.inserts
                 if (r[1], r[2]) != (actor.entity, actor.key) or r[4] == _DUPLICATE
             ]
+            # A dead letter whose retried message went with the old generation stays.
+            stored = {r[0] for r in self.inserts}
+            self.retried = {d: m for d, m in self.retried.items() if m in stored}
             for key in [k for k in self.handled if k[0] == actor]:
                 self.forget(self.handled[key].record.id)
             self._drop_batch_timers(actor)
@@ -463,8 +466,8 @@ class _Batch:
             meta=old.meta,
             idempotency_key=old.idempotency_key,
         )
-        self.retried.append((old.id,))
         record = self.insert(actor, old.generation, message, now, timer=old.timer)
+        self.retried[old.id] = record.id
         return RetryOutcome(message=record)
 
     def commit_turn(self, item: TurnCommit, now: float) -> TurnOutcome:
@@ -839,7 +842,9 @@ class SQLiteStore:
                 "DELETE FROM messages WHERE id = ?", [(mid,) for *_, mid in batch.buried]
             )
         if batch.retried:
-            await conn.executemany("DELETE FROM dead_letters WHERE id = ?", batch.retried)
+            await conn.executemany(
+                "DELETE FROM dead_letters WHERE id = ?", [(d,) for d in batch.retried]
+            )
         if batch.reset_actors:
             await self._drop_owned(batch.reset_actors, keep_duplicates=True)
         if batch.timer_clears:
