@@ -97,3 +97,14 @@ def check_duration(value: object, *, what: str) -> timedelta:
     if not timedelta(0) < value <= MAX_DURATION:
         raise ValueError(f"{what} must be positive and at most 3650 days, got {value}")
     return value
+
+
+def check_retention(value: object, *, what: str = "retention") -> timedelta:
+    """``value`` if it is a retention window: a ``timedelta`` from zero to ten years.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not isinstance(value, timedelta) or not timedelta(0) <= value <= MAX_DURATION:
+        raise ValueError(f"{what} must be a timedelta from 0 to 3650 days, got {value!r}")
+    return value

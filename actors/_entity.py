@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from actors import _codec
 from actors._codec import NO_PAYLOAD, _NoPayload
-from actors._config import MAX_DURATION, check_duration
+from actors._config import MAX_DURATION, check_duration, check_retention
 from actors._duplicate import Duplicate
 from actors._registry import KINDS, check_attribute_name, is_text
 from actors.errors import InvalidEntity, InvalidKey, InvalidPayload, UnknownHandler
@@ -247,11 +247,10 @@ def entity_spec(cls: type[Entity]) -> EntitySpec:
             ) from exc
     on_duplicate = _duplicate_spec(name, cls)
     result_type = hints.get("result", start.reply_type if start else Any)
-    retention = cls.retention
-    if not isinstance(retention, timedelta) or not timedelta(0) <= retention <= MAX_DURATION:
-        raise InvalidEntity(
-            f"entity {name!r}: retention must be a timedelta from 0 to 3650 days, got {retention!r}"
-        )
+    try:
+        retention = check_retention(cls.retention)
+    except ValueError as exc:
+        raise InvalidEntity(f"entity {name!r}: {exc}") from None
     idle_timeout = cls.idle_timeout
     if idle_timeout is not None and (
         not isinstance(idle_timeout, timedelta) or not timedelta(0) < idle_timeout <= MAX_DURATION

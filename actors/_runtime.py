@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup
 from actors import _codec, _deadlock
 from actors._activation import ActivationTable, Envelope
 from actors._clock import Clock, SystemClock, track
-from actors._config import RuntimeConfig
+from actors._config import RuntimeConfig, check_retention
 from actors._context import Context, read_error_info
 from actors._dead_letters import DeadLetter
 from actors._deadlines import clock_deadline, deadline
@@ -90,7 +90,6 @@ T = TypeVar("T")
 
 log = structlog.get_logger("actors.runtime")
 _RECOVERY_PAGE = 500
-_MAX_RETENTION = timedelta(days=3650)
 _NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -564,13 +563,7 @@ class Runtime:
         attrs = check_attributes(attributes or {}, spec.attribute_types)
         keep = spec.retention
         if retention is not None:
-            if not isinstance(retention, timedelta) or not (
-                timedelta(0) <= retention <= _MAX_RETENTION
-            ):
-                raise ValueError(
-                    f"retention must be a timedelta from 0 to 3650 days, got {retention!r}"
-                )
-            keep = retention.total_seconds()
+            keep = check_retention(retention).total_seconds()
         reply: Future[Any] = Future()
         message = NewMessage(
             kind=MessageKind.START, handler=name, payload=data, meta=encode_attributes(attrs)
