@@ -143,9 +143,7 @@ class Dispatcher:
             if not awaited and (actor in self._waiting or not self._room(asking=1)):
                 self._waiting.setdefault(actor, []).append((envelope, created))
                 return envelope
-            act = self.activations.add(actor, self._rt._specs[actor.entity], over=awaited)
-            for earlier, was_created in self._waiting.pop(actor, ()):
-                self._put(act, earlier, was_created)
+            act = self._admit(actor, over=awaited)
         self._put(act, envelope, created)
         return envelope
 
@@ -174,12 +172,16 @@ class Dispatcher:
             self.passivate(victim)
         return not self.activations.full
 
+    def _admit(self, actor: ActorId, *, over: bool = False) -> Activation:
+        """A new activation of ``actor``, with the messages that waited for it (if any)."""
+        act = self.activations.add(actor, self._rt._specs[actor.entity], over=over)
+        for envelope, created in self._waiting.pop(actor, ()):
+            self._put(act, envelope, created)
+        return act
+
     def _admit_waiting(self) -> None:
         while self._waiting and self._room(asking=0):
-            actor, entries = self._waiting.popitem(last=False)
-            act = self.activations.add(actor, self._rt._specs[actor.entity])
-            for envelope, created in entries:
-                self._put(act, envelope, created)
+            self._admit(next(iter(self._waiting)))
 
     def _rest_if_idle(self, act: Activation) -> None:
         """Called when ``act`` may have run out of work: it joins the idle ones."""
@@ -543,9 +545,7 @@ class Dispatcher:
                 actor = ActorId(entity=first.entity, key=first.key)
                 if actor in self._waiting and any(not link.done for link in item.chain):
                     # A running turn waits on that message: let its actor in over the cap.
-                    act = self.activations.add(actor, self._rt._specs[actor.entity], over=True)
-                    for earlier, was_created in self._waiting.pop(actor):
-                        self._put(act, earlier, was_created)
+                    self._admit(actor, over=True)
             return
         assert isinstance(outcome, TurnOutcome)
         act = item.activation
