@@ -6,7 +6,7 @@ The runtime (``actors``) imports only the names exported here. This package neve
 
 from __future__ import annotations
 
-from persistence._open import open_store
+from persistence._open import DURABILITIES, Durability, open_store
 from persistence.errors import (
     InvalidStoreUrl,
     SchemaTooNew,
@@ -53,6 +53,7 @@ from persistence.records import (
 from persistence.store import Store
 
 __all__ = [
+    "DURABILITIES",
     "ActorId",
     "ActorInit",
     "ActorRecord",
@@ -65,6 +66,7 @@ __all__ = [
     "Completion",
     "Condition",
     "DeadLetterRecord",
+    "Durability",
     "Enqueue",
     "EnqueueOutcome",
     "FireOutcome",

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from persistence.errors import InvalidStoreUrl
 from persistence.sqlite import SQLiteStore
 from persistence.store import Store
 
+Durability = Literal["full", "process"]
+"""How much a commit survives: ``full`` a power loss, ``process`` a crash of the process."""
 
-async def open_store(url: str) -> Store:
+DURABILITIES: tuple[Durability, ...] = ("full", "process")
+"""Every :data:`Durability`, strongest first."""
+
+_SYNCHRONOUS = {"full": "FULL", "process": "NORMAL"}
+
+
+async def open_store(url: str, *, durability: Durability = "full") -> Store:
     """Open the store that ``url`` names, creating and migrating its schema as needed.
 
     Args:
         url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
             ``sqlite:///:memory:``.
+        durability: ``full`` (every commit survives power loss) or ``process`` (commits
+            survive a crash of the process; the last ones may be lost with the machine).
 
     Returns:
         An open store; close it with ``await store.close()``.
@@ -31,5 +42,5 @@ async def open_store(url: str) -> Store:
                 f"malformed SQLite URL {url!r}: use sqlite:///relative.db, "
                 "sqlite:////absolute/path.db or sqlite:///:memory:"
             )
-        return await SQLiteStore.open(parts.path[1:])
+        return await SQLiteStore.open(parts.path[1:], synchronous=_SYNCHRONOUS[durability])
     raise InvalidStoreUrl(f"no store backend for URL {url!r} (known schemes: sqlite)")

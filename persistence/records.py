@@ -284,7 +284,11 @@ class FireTimers:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AdmitOutcome:
-    """What an :class:`Admit` did."""
+    """What an :class:`Admit` did.
+
+    With no ``message`` (the actor had ended and its policy does not see duplicates),
+    ``result``, ``error`` and ``expires_at`` are the stored record's.
+    """
 
     created: bool
     generation: int
@@ -292,6 +296,7 @@ class AdmitOutcome:
     message: MessageRecord | None
     result: bytes | None = None
     error: bytes | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

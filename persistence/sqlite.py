@@ -1,9 +1,11 @@
-"""SQLite backend: the default store, in process, through aiosqlite.
+"""SQLite backend: the default store, in process.
 
-One connection serves every operation; a lock keeps each operation (a whole write batch, or a
-read) from interleaving with another, so reads never see a transaction in progress. A write
-batch is one ``BEGIN IMMEDIATE`` transaction whose statements are grouped by kind and sent with
-``executemany``, so its cost grows with the number of statement kinds, not of items.
+One connection serves every operation, and every operation (a whole write batch, or a read) is
+one plain function that runs on the connection's own thread (:class:`SQLiteThread`): one thread
+hop per operation, however many statements it takes, and operations never interleave, so reads
+never see a transaction in progress. A write batch is one ``BEGIN IMMEDIATE`` transaction whose
+statements are grouped by kind and sent with ``executemany``, so its cost grows with the number
+of statement kinds, not of items.
 
 This module makes storage decisions only (does the row exist, is it expired, is the generation
 current); it never decides what a message means.
@@ -13,16 +15,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import aiosqlite
-import anyio
+from typing import Any, TypeVar
 
 from persistence import _migrate, _sqlite_query
 from persistence._attributes import SqlValue, from_sql, to_sql
+from persistence._sqlite_thread import SQLiteThread
 from persistence.errors import StorageFull, StoreBusy, StoreError, StoreUnavailable
 from persistence.records import (
     ActorId,
@@ -55,6 +54,8 @@ from persistence.records import (
 )
 
 __all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
 
 _ROW_CHUNK = 400  # (entity, key) pairs per lookup: 800 parameters, far below SQLite's limit
 _SQLITE_FULL = 13
@@ -391,6 +392,7 @@ class _Batch:
             message=None,
             result=row.result,
             error=row.error,
+            expires_at=row.expires_at,
         )
 
     def enqueue(self, item: Enqueue, now: float) -> EnqueueOutcome:
@@ -594,11 +596,9 @@ class SQLiteStore:
     ``sqlite:///:memory:``) or :meth:`open`.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
-        self._conn = conn
+    def __init__(self, thread: SQLiteThread, path: str) -> None:
+        self._thread = thread
         self._path = path
-        self._lock = anyio.Lock()
-        self._closed = False
 
     @classmethod
     async def open(
@@ -617,346 +617,73 @@ class SQLiteStore:
             SchemaTooNew: the file was written by a newer version of this library.
         """
         try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            thread = await SQLiteThread.connect(path)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-        store = cls(conn, path)
         try:
-            await store._setup(synchronous, schema_version)
+            await thread.run(lambda conn: _setup(conn, path, synchronous, schema_version))
         except BaseException:
-            await conn.close()
+            await thread.close()
             raise
-        return store
+        return cls(thread, path)
 
-    async def _setup(self, synchronous: str, schema_version: int | None) -> None:
-        try:
-            if self._path != ":memory:":
-                await self._conn.execute("PRAGMA journal_mode=WAL")
-            await self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            await self._conn.execute("PRAGMA busy_timeout=5000")
-            async with self._conn.execute("PRAGMA user_version") as cursor:
-                row = await cursor.fetchone()
-            current = int(row[0]) if row else 0
-            for migration in _migrate.pending("sqlite", current=current, target=schema_version):
-                await self._conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{migration.sql}\n"
-                    f"PRAGMA user_version={migration.version};\nCOMMIT;"
-                )
-        except sqlite3.Error as exc:
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
-            raise StoreUnavailable(f"cannot prepare SQLite database {self._path!r}: {exc}") from exc
+    async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` on this store's connection, alone (for tests and tools).
+
+        sqlite3 errors come out as they are; the runtime never calls this.
+        """
+        return await self._thread.run(operation)
+
+    async def _read(self, read: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
+        # A ``snapshot`` read is several statements that must see one state of the database.
+        return await self._thread.run(lambda conn: _in(conn, "BEGIN" if snapshot else None, read))
+
+    async def _write(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._thread.run(lambda conn: _in(conn, "BEGIN IMMEDIATE", write))
 
     async def schema_version(self) -> int:
         """The schema version of the open database."""
-        async with self._op(), self._conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
-
-    @asynccontextmanager
-    async def _op(self, *, write: bool = False, snapshot: bool = False) -> Any:
-        # One operation at a time; a write is one transaction, and so is a ``snapshot`` read
-        # (several statements that must see one state of the database).
-        begin = "BEGIN IMMEDIATE" if write else "BEGIN" if snapshot else None
-        async with self._lock:
-            if self._closed:
-                raise StoreUnavailable("the store is closed")
-            try:
-                if begin:
-                    await self._conn.execute(begin)
-                yield
-                if begin:
-                    await self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                await self._rollback()
-                raise _translate(exc) from exc
-            except BaseException:
-                await self._rollback()
-                raise
-
-    async def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            with anyio.CancelScope(shield=True):
-                await self._conn.execute("ROLLBACK")
+        return await self._read(_user_version)
 
     async def write(self, items: Sequence[WriteItem], *, now: float) -> list[WriteOutcome]:
-        async with self._op(write=True):
-            async with self._conn.execute("SELECT name, value FROM meta") as cursor:
-                meta = {name: int(value) for name, value in await cursor.fetchall()}
-            due = await self._due_timers(items, now)
-            dead = await self._dead_for(items)
-            retried = [d.message for d in dead.values()]
-            dead_actors = {ActorId(entity=m.entity, key=m.key) for m in retried}
-            rows = await self._rows({*_touched(items), *(t.actor for t in due), *dead_actors})
-            keys = {
-                *_idempotency_keys(items),
-                *(
-                    (ActorId(entity=m.entity, key=m.key), m.idempotency_key)
-                    for m in retried
-                    if m.idempotency_key is not None
-                ),
-            }
-            handled = await self._handled(keys)
-            batch = _Batch(
-                rows,
-                handled,
-                meta["next_message_id"],
-                meta["max_purged_generation"],
-                due,
-                dead,
-                await self._unhandled(items),
-            )
-            outcomes: list[WriteOutcome] = []
-            for item in items:
-                if isinstance(item, Admit):
-                    outcomes.append(batch.admit(item, now))
-                elif isinstance(item, Enqueue):
-                    outcomes.append(batch.enqueue(item, now))
-                elif isinstance(item, FireTimers):
-                    outcomes.append(batch.fire(item, now))
-                elif isinstance(item, BuryMessage):
-                    outcomes.append(batch.bury(item, now))
-                elif isinstance(item, RetryDeadLetter):
-                    outcomes.append(batch.retry(item, now))
-                else:
-                    outcomes.append(batch.commit_turn(item, now))
-            await self._apply(batch, meta["next_message_id"])
-        return outcomes
-
-    async def _due_timers(self, items: Sequence[WriteItem], now: float) -> list[_DueTimer]:
-        fires = [item for item in items if isinstance(item, FireTimers)]
-        limit = sum(item.limit for item in fires)
-        if limit <= 0:
-            return []
-        entities: set[str] | None = set()
-        for item in fires:
-            if item.entities is None or entities is None:
-                entities = None
-            else:
-                entities.update(item.entities)
-        where, names = _entity_filter(entities)
-        sql = _DUE_TIMERS.format(entities=where)
-        async with self._conn.execute(sql, (now, *names, limit)) as cursor:
-            return [
-                _DueTimer(tid, ActorId(entity=entity, key=key), name, gen, handler, payload)
-                for tid, entity, key, name, gen, handler, payload in await cursor.fetchall()
-            ]
-
-    async def _dead_for(self, items: Sequence[WriteItem]) -> dict[int, DeadLetterRecord]:
-        """The dead letters that ``items`` retry."""
-        ids = [(item.dead_letter,) for item in items if isinstance(item, RetryDeadLetter)]
-        found: dict[int, DeadLetterRecord] = {}
-        for (dead_id,) in ids:
-            sql = f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?"
-            async with self._conn.execute(sql, (dead_id,)) as cursor:
-                row = await cursor.fetchone()
-            if row is not None:
-                found[dead_id] = _dead_letter(row)
-        return found
-
-    async def _unhandled(self, items: Sequence[WriteItem]) -> set[int]:
-        """Which of the messages that ``items`` bury are stored and unhandled."""
-        found: set[int] = set()
-        for item in items:
-            if isinstance(item, BuryMessage):
-                sql = "SELECT 1 FROM messages WHERE id = ? AND done = 0"
-                async with self._conn.execute(sql, (item.message,)) as cursor:
-                    if await cursor.fetchone() is not None:
-                        found.add(item.message)
-        return found
-
-    async def _rows(self, actors: set[ActorId]) -> dict[ActorId, _Row]:
-        ordered = sorted(actors)
-        rows: dict[ActorId, _Row] = {}
-        for start in range(0, len(ordered), _ROW_CHUNK):
-            chunk = ordered[start : start + _ROW_CHUNK]
-            values = ", ".join(["(?, ?)"] * len(chunk))
-            params = [part for actor in chunk for part in (actor.entity, actor.key)]
-            sql = (
-                # A join from the VALUES, not `(entity, key) IN (VALUES ...)`: SQLite runs
-                # that IN as a scan of every actor; the join seeks each by primary key.
-                "SELECT a.entity, a.key, a.generation, a.status, a.retention, a.result, a.error,"
-                f" a.completed_at, a.expires_at FROM (VALUES {values}) AS v"
-                " JOIN actors AS a ON a.entity = v.column1 AND a.key = v.column2"
-            )
-            async with self._conn.execute(sql, params) as cursor:
-                for (
-                    entity,
-                    key,
-                    gen,
-                    status,
-                    ret,
-                    result,
-                    error,
-                    done,
-                    exp,
-                ) in await cursor.fetchall():
-                    rows[ActorId(entity=entity, key=key)] = _Row(
-                        gen, Status(status), ret, result, error, done, exp
-                    )
-        return rows
-
-    async def _handled(self, keys: set[tuple[ActorId, str]]) -> dict[tuple[ActorId, str], _Handled]:
-        found: dict[tuple[ActorId, str], _Handled] = {}
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), _ROW_CHUNK):
-            chunk = ordered[start : start + _ROW_CHUNK]
-            values = ", ".join(["(?, ?, ?)"] * len(chunk))
-            params = [part for actor, idem in chunk for part in (actor.entity, actor.key, idem)]
-            sql = (
-                f"SELECT {_MESSAGE_COLUMNS}, done, reply, reply_error, expires_at"
-                f" FROM (VALUES {values}) AS v JOIN messages AS m ON m.entity = v.column1"
-                " AND m.key = v.column2 AND m.idempotency_key = v.column3"
-            )
-            async with self._conn.execute(sql, params) as cursor:
-                for row in await cursor.fetchall():
-                    record = _message(row)
-                    done, reply, error, expires = row[12:]
-                    stored = StoredReply(reply=reply, error=error) if done else None
-                    actor = ActorId(entity=record.entity, key=record.key)
-                    idem = str(record.idempotency_key)
-                    found[(actor, idem)] = _Handled(record, stored, expires)
-        return found
-
-    async def _drop_owned(
-        self, actors: list[tuple[str, str]], *, keep_duplicates: bool = False
-    ) -> None:
-        """Delete the messages and attributes of these (entity, key) pairs.
-
-        With ``keep_duplicates``, unhandled duplicates stay: they are accepted starts that the
-        runtime re-admits to the next generation, so they must survive a crash meanwhile.
-        """
-        keep = f" AND (kind != '{_DUPLICATE}' OR done = 1)" if keep_duplicates else ""
-        await self._conn.executemany(
-            f"DELETE FROM messages WHERE entity = ? AND key = ?{keep}", actors
-        )
-        await self._conn.executemany("DELETE FROM attributes WHERE entity = ? AND key = ?", actors)
-        await self._conn.executemany("DELETE FROM timers WHERE entity = ? AND key = ?", actors)
-
-    async def _apply(self, batch: _Batch, first_id: int) -> None:
-        conn = self._conn
-        if batch.buried:
-            # Before anything else: a generation this batch replaces takes its messages along.
-            await conn.executemany(_BURY, batch.buried)
-            await conn.executemany(
-                "DELETE FROM messages WHERE id = ?", [(mid,) for *_, mid in batch.buried]
-            )
-        if batch.retried:
-            await conn.executemany(
-                "DELETE FROM dead_letters WHERE id = ?", [(d,) for d in batch.retried]
-            )
-        if batch.reset_actors:
-            await self._drop_owned(batch.reset_actors, keep_duplicates=True)
-        if batch.timer_clears:
-            await conn.executemany(
-                "DELETE FROM timers WHERE entity = ? AND key = ?", batch.timer_clears
-            )
-            await conn.executemany(
-                f"{_UNHANDLED_TIMER_MESSAGES} AND timer IS NOT NULL", batch.timer_clears
-            )
-        if batch.timer_cancels:
-            await conn.executemany(
-                "DELETE FROM timers WHERE entity = ? AND key = ? AND name = ?",
-                batch.timer_cancels,
-            )
-            await conn.executemany(
-                f"{_UNHANDLED_TIMER_MESSAGES} AND timer = ?", batch.timer_cancels
-            )
-        if batch.timers_fired:
-            await conn.executemany("DELETE FROM timers WHERE id = ?", batch.timers_fired)
-        if batch.upserts:
-            await conn.executemany(_UPSERT_ACTOR, batch.upserts)
-        if batch.updates:
-            await conn.executemany(_UPDATE_TURN, batch.updates.values())
-        if batch.consumed:
-            await conn.executemany("DELETE FROM messages WHERE id = ?", batch.consumed)
-        if batch.kept:
-            await conn.executemany(_KEEP_REPLY, batch.kept)
-        if batch.inserts:
-            await conn.executemany(_INSERT_MESSAGE, batch.inserts)
-        if batch.timer_inserts:
-            await conn.executemany(_INSERT_TIMER, batch.timer_inserts.values())
-        upserts, removals = batch.attribute_statements()
-        if upserts:
-            await conn.executemany(_UPSERT_ATTRIBUTE, upserts)
-        if removals:
-            await conn.executemany(
-                "DELETE FROM attributes WHERE entity = ? AND key = ? AND name = ?", removals
-            )
-        if batch.next_id != first_id:
-            await conn.execute(
-                "UPDATE meta SET value = ? WHERE name = 'next_message_id'", (batch.next_id,)
-            )
+        return await self._write(lambda conn: _write(conn, items, now))
 
     async def load_actor(self, actor: ActorId) -> ActorRecord | None:
-        async with self._op():
-            async with self._conn.execute(
-                "SELECT generation, status, state, result, error, retention, created_at,"
-                " updated_at, completed_at, expires_at FROM actors WHERE entity = ? AND key = ?",
-                (actor.entity, actor.key),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                return None
-            async with self._conn.execute(
-                "SELECT name, value_type, value FROM attributes WHERE entity = ? AND key = ?",
-                (actor.entity, actor.key),
-            ) as cursor:
-                attributes: dict[str, AttributeValue] = {
-                    name: from_sql(tag, value) for name, tag, value in await cursor.fetchall()
-                }
-        gen, status, state, result, error, retention, created, updated, done, expires = row
-        return ActorRecord(
-            entity=actor.entity,
-            key=actor.key,
-            generation=gen,
-            status=Status(status),
-            state=state,
-            result=result,
-            error=error,
-            attributes=attributes,
-            retention=retention,
-            created_at=created,
-            updated_at=updated,
-            completed_at=done,
-            expires_at=expires,
-        )
+        return await self._read(lambda conn: _load_actor(conn, actor), snapshot=True)
 
     async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
-        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE entity = ? AND key = ? AND done = 0"
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE entity = ? AND key = ? AND done = 0"
+            " ORDER BY id"
+        )
         params = (actor.entity, actor.key)
-        async with self._op(), self._conn.execute(f"{sql} ORDER BY id", params) as c:
-            rows = await c.fetchall()
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [_message(row) for row in rows]
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
         start = (after.entity, after.key) if after else ("", "")
-        async with (
-            self._op(),
-            self._conn.execute(
-                "SELECT DISTINCT entity, key FROM messages"
-                " WHERE (entity, key) > (?, ?) AND done = 0 ORDER BY entity, key LIMIT ?",
-                (*start, limit),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+        sql = (
+            "SELECT DISTINCT entity, key FROM messages"
+            " WHERE (entity, key) > (?, ?) AND done = 0 ORDER BY entity, key LIMIT ?"
+        )
+        rows = await self._read(lambda conn: conn.execute(sql, (*start, limit)).fetchall())
         return [ActorId(entity=entity, key=key) for entity, key in rows]
 
     async def find(self, query: Query) -> list[ActorSummary]:
         select = _sqlite_query.find(query)  # a malformed query fails before the store is held
-        async with self._op(snapshot=True):
-            async with self._conn.execute(select.sql, select.params) as cursor:
-                rows = list(await cursor.fetchall())
+
+        def find(conn: sqlite3.Connection) -> list[ActorSummary]:
+            rows = conn.execute(select.sql, select.params).fetchall()
             attributes: list[Any] = []
             for lookup in _sqlite_query.attributes_of(query.entity, [row[0] for row in rows]):
-                async with self._conn.execute(lookup.sql, lookup.params) as cursor:
-                    attributes.extend(await cursor.fetchall())
-        return _sqlite_query.summaries(query, rows, attributes)
+                attributes.extend(conn.execute(lookup.sql, lookup.params).fetchall())
+            return _sqlite_query.summaries(query, rows, attributes)
+
+        return await self._read(find, snapshot=True)
 
     async def count(self, query: Query) -> int:
         select = _sqlite_query.count(query)
-        async with self._op(), self._conn.execute(select.sql, select.params) as cursor:
-            row = await cursor.fetchone()
+        row = await self._read(lambda conn: conn.execute(select.sql, select.params).fetchone())
         return int(row[0]) if row else 0
 
     async def next_timer_due(self, entities: Collection[str] | None = None) -> float | None:
@@ -972,43 +699,16 @@ class SQLiteStore:
         )
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> float | None:
-        async with self._op(), self._conn.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
+        row = await self._read(lambda conn: conn.execute(sql, params).fetchone())
         return None if row is None or row[0] is None else float(row[0])
 
     async def purge_expired(self, *, now: float, limit: int) -> int:
-        async with self._op(write=True):
-            async with self._conn.execute(
-                "SELECT entity, key, generation FROM actors WHERE expires_at <= ?"
-                " ORDER BY expires_at LIMIT ?",
-                (now, limit),
-            ) as cursor:
-                expired = list(await cursor.fetchall())
-            if expired:
-                pairs = [(entity, key) for entity, key, _ in expired]
-                await self._conn.executemany(
-                    "DELETE FROM actors WHERE entity = ? AND key = ?", pairs
-                )
-                await self._drop_owned(pairs)
-                await self._conn.execute(
-                    "UPDATE meta SET value = max(value, ?) WHERE name = 'max_purged_generation'",
-                    (max(gen for _, _, gen in expired),),
-                )
-            # Replies kept for idempotency keys whose window has passed.
-            async with self._conn.execute(
-                "DELETE FROM messages WHERE id IN"
-                " (SELECT id FROM messages WHERE expires_at <= ? LIMIT ?)",
-                (now, limit),
-            ) as cursor:
-                replies = cursor.rowcount
-        return len(expired) + max(replies, 0)
+        return await self._write(lambda conn: _purge_expired(conn, now, limit))
 
     async def record_attempts(self, messages: Sequence[int]) -> None:
-        async with self._op(write=True):
-            await self._conn.executemany(
-                "UPDATE messages SET attempts = attempts + 1 WHERE id = ? AND done = 0",
-                [(mid,) for mid in messages],
-            )
+        sql = "UPDATE messages SET attempts = attempts + 1 WHERE id = ? AND done = 0"
+        ids = [(mid,) for mid in messages]
+        await self._write(lambda conn: conn.executemany(sql, ids))
 
     async def dead_letters(
         self, *, entities: Collection[str] | None, after: int | None, limit: int
@@ -1018,8 +718,8 @@ class SQLiteStore:
             f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id > ?{where}"
             " ORDER BY id LIMIT ?"
         )
-        async with self._op(), self._conn.execute(sql, (after or 0, *names, limit)) as cursor:
-            rows = await cursor.fetchall()
+        params = (after or 0, *names, limit)
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [_dead_letter(row) for row in rows]
 
     async def discard_dead_letter(
@@ -1027,13 +727,303 @@ class SQLiteStore:
     ) -> bool:
         where, names = _entity_filter(entities)
         sql = f"DELETE FROM dead_letters WHERE id = ?{where}"
-        async with self._op(write=True), self._conn.execute(sql, (dead_letter, *names)) as cursor:
-            return cursor.rowcount > 0
+        params = (dead_letter, *names)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount > 0)
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            with anyio.CancelScope(shield=True):
-                await self._conn.close()
+        await self._thread.close()
+
+
+# Operations: plain functions of the connection, each run whole on the store's thread.
+
+
+def _in(
+    conn: sqlite3.Connection, begin: str | None, operation: Callable[[sqlite3.Connection], T]
+) -> T:
+    """Run ``operation``, in a transaction opened with ``begin`` if there is one.
+
+    sqlite3 errors become store errors; a failed transaction is rolled back.
+    """
+    try:
+        if begin:
+            conn.execute(begin)
+        result = operation(conn)
+        if begin:
+            conn.execute("COMMIT")
+        return result
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise _translate(exc) from exc
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _setup(
+    conn: sqlite3.Connection, path: str, synchronous: str, schema_version: int | None
+) -> None:
+    try:
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        current = _user_version(conn)
+        for migration in _migrate.pending("sqlite", current=current, target=schema_version):
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+                f"PRAGMA user_version={migration.version};\nCOMMIT;"
+            )
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise StoreUnavailable(f"cannot prepare SQLite database {path!r}: {exc}") from exc
+
+
+def _write(conn: sqlite3.Connection, items: Sequence[WriteItem], now: float) -> list[WriteOutcome]:
+    meta = {name: int(value) for name, value in conn.execute("SELECT name, value FROM meta")}
+    due = _due_timers(conn, items, now)
+    dead = _dead_for(conn, items)
+    retried = [d.message for d in dead.values()]
+    dead_actors = {ActorId(entity=m.entity, key=m.key) for m in retried}
+    rows = _rows(conn, {*_touched(items), *(t.actor for t in due), *dead_actors})
+    keys = {
+        *_idempotency_keys(items),
+        *(
+            (ActorId(entity=m.entity, key=m.key), m.idempotency_key)
+            for m in retried
+            if m.idempotency_key is not None
+        ),
+    }
+    batch = _Batch(
+        rows,
+        _handled(conn, keys),
+        meta["next_message_id"],
+        meta["max_purged_generation"],
+        due,
+        dead,
+        _unhandled(conn, items),
+    )
+    outcomes: list[WriteOutcome] = []
+    for item in items:
+        if isinstance(item, Admit):
+            outcomes.append(batch.admit(item, now))
+        elif isinstance(item, Enqueue):
+            outcomes.append(batch.enqueue(item, now))
+        elif isinstance(item, FireTimers):
+            outcomes.append(batch.fire(item, now))
+        elif isinstance(item, BuryMessage):
+            outcomes.append(batch.bury(item, now))
+        elif isinstance(item, RetryDeadLetter):
+            outcomes.append(batch.retry(item, now))
+        else:
+            outcomes.append(batch.commit_turn(item, now))
+    _apply(conn, batch, meta["next_message_id"])
+    return outcomes
+
+
+def _due_timers(
+    conn: sqlite3.Connection, items: Sequence[WriteItem], now: float
+) -> list[_DueTimer]:
+    fires = [item for item in items if isinstance(item, FireTimers)]
+    limit = sum(item.limit for item in fires)
+    if limit <= 0:
+        return []
+    entities: set[str] | None = set()
+    for item in fires:
+        if item.entities is None or entities is None:
+            entities = None
+        else:
+            entities.update(item.entities)
+    where, names = _entity_filter(entities)
+    sql = _DUE_TIMERS.format(entities=where)
+    return [
+        _DueTimer(tid, ActorId(entity=entity, key=key), name, gen, handler, payload)
+        for tid, entity, key, name, gen, handler, payload in conn.execute(sql, (now, *names, limit))
+    ]
+
+
+def _dead_for(conn: sqlite3.Connection, items: Sequence[WriteItem]) -> dict[int, DeadLetterRecord]:
+    """The dead letters that ``items`` retry."""
+    found: dict[int, DeadLetterRecord] = {}
+    sql = f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?"
+    for item in items:
+        if isinstance(item, RetryDeadLetter):
+            row = conn.execute(sql, (item.dead_letter,)).fetchone()
+            if row is not None:
+                found[item.dead_letter] = _dead_letter(row)
+    return found
+
+
+def _unhandled(conn: sqlite3.Connection, items: Sequence[WriteItem]) -> set[int]:
+    """Which of the messages that ``items`` bury are stored and unhandled."""
+    sql = "SELECT 1 FROM messages WHERE id = ? AND done = 0"
+    return {
+        item.message
+        for item in items
+        if isinstance(item, BuryMessage) and conn.execute(sql, (item.message,)).fetchone()
+    }
+
+
+def _rows(conn: sqlite3.Connection, actors: set[ActorId]) -> dict[ActorId, _Row]:
+    ordered = sorted(actors)
+    rows: dict[ActorId, _Row] = {}
+    for start in range(0, len(ordered), _ROW_CHUNK):
+        chunk = ordered[start : start + _ROW_CHUNK]
+        values = ", ".join(["(?, ?)"] * len(chunk))
+        params = [part for actor in chunk for part in (actor.entity, actor.key)]
+        sql = (
+            # A join from the VALUES, not `(entity, key) IN (VALUES ...)`: SQLite runs
+            # that IN as a scan of every actor; the join seeks each by primary key.
+            "SELECT a.entity, a.key, a.generation, a.status, a.retention, a.result, a.error,"
+            f" a.completed_at, a.expires_at FROM (VALUES {values}) AS v"
+            " JOIN actors AS a ON a.entity = v.column1 AND a.key = v.column2"
+        )
+        for entity, key, gen, status, ret, result, error, done, exp in conn.execute(sql, params):
+            rows[ActorId(entity=entity, key=key)] = _Row(
+                gen, Status(status), ret, result, error, done, exp
+            )
+    return rows
+
+
+def _handled(
+    conn: sqlite3.Connection, keys: set[tuple[ActorId, str]]
+) -> dict[tuple[ActorId, str], _Handled]:
+    found: dict[tuple[ActorId, str], _Handled] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _ROW_CHUNK):
+        chunk = ordered[start : start + _ROW_CHUNK]
+        values = ", ".join(["(?, ?, ?)"] * len(chunk))
+        params = [part for actor, idem in chunk for part in (actor.entity, actor.key, idem)]
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS}, done, reply, reply_error, expires_at"
+            f" FROM (VALUES {values}) AS v JOIN messages AS m ON m.entity = v.column1"
+            " AND m.key = v.column2 AND m.idempotency_key = v.column3"
+        )
+        for row in conn.execute(sql, params):
+            record = _message(row)
+            done, reply, error, expires = row[12:]
+            stored = StoredReply(reply=reply, error=error) if done else None
+            actor = ActorId(entity=record.entity, key=record.key)
+            idem = str(record.idempotency_key)
+            found[(actor, idem)] = _Handled(record, stored, expires)
+    return found
+
+
+def _drop_owned(
+    conn: sqlite3.Connection, actors: list[tuple[str, str]], *, keep_duplicates: bool = False
+) -> None:
+    """Delete the messages and attributes of these (entity, key) pairs.
+
+    With ``keep_duplicates``, unhandled duplicates stay: they are accepted starts that the
+    runtime re-admits to the next generation, so they must survive a crash meanwhile.
+    """
+    keep = f" AND (kind != '{_DUPLICATE}' OR done = 1)" if keep_duplicates else ""
+    conn.executemany(f"DELETE FROM messages WHERE entity = ? AND key = ?{keep}", actors)
+    conn.executemany("DELETE FROM attributes WHERE entity = ? AND key = ?", actors)
+    conn.executemany("DELETE FROM timers WHERE entity = ? AND key = ?", actors)
+
+
+def _apply(conn: sqlite3.Connection, batch: _Batch, first_id: int) -> None:
+    if batch.buried:
+        # Before anything else: a generation this batch replaces takes its messages along.
+        conn.executemany(_BURY, batch.buried)
+        conn.executemany("DELETE FROM messages WHERE id = ?", [(mid,) for *_, mid in batch.buried])
+    if batch.retried:
+        conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(d,) for d in batch.retried])
+    if batch.reset_actors:
+        _drop_owned(conn, batch.reset_actors, keep_duplicates=True)
+    if batch.timer_clears:
+        conn.executemany("DELETE FROM timers WHERE entity = ? AND key = ?", batch.timer_clears)
+        conn.executemany(f"{_UNHANDLED_TIMER_MESSAGES} AND timer IS NOT NULL", batch.timer_clears)
+    if batch.timer_cancels:
+        conn.executemany(
+            "DELETE FROM timers WHERE entity = ? AND key = ? AND name = ?", batch.timer_cancels
+        )
+        conn.executemany(f"{_UNHANDLED_TIMER_MESSAGES} AND timer = ?", batch.timer_cancels)
+    if batch.timers_fired:
+        conn.executemany("DELETE FROM timers WHERE id = ?", batch.timers_fired)
+    if batch.upserts:
+        conn.executemany(_UPSERT_ACTOR, batch.upserts)
+    if batch.updates:
+        conn.executemany(_UPDATE_TURN, batch.updates.values())
+    if batch.consumed:
+        conn.executemany("DELETE FROM messages WHERE id = ?", batch.consumed)
+    if batch.kept:
+        conn.executemany(_KEEP_REPLY, batch.kept)
+    if batch.inserts:
+        conn.executemany(_INSERT_MESSAGE, batch.inserts)
+    if batch.timer_inserts:
+        conn.executemany(_INSERT_TIMER, batch.timer_inserts.values())
+    upserts, removals = batch.attribute_statements()
+    if upserts:
+        conn.executemany(_UPSERT_ATTRIBUTE, upserts)
+    if removals:
+        conn.executemany(
+            "DELETE FROM attributes WHERE entity = ? AND key = ? AND name = ?", removals
+        )
+    if batch.next_id != first_id:
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'next_message_id'", (batch.next_id,))
+
+
+def _load_actor(conn: sqlite3.Connection, actor: ActorId) -> ActorRecord | None:
+    row = conn.execute(
+        "SELECT generation, status, state, result, error, retention, created_at,"
+        " updated_at, completed_at, expires_at FROM actors WHERE entity = ? AND key = ?",
+        (actor.entity, actor.key),
+    ).fetchone()
+    if row is None:
+        return None
+    attributes: dict[str, AttributeValue] = {
+        name: from_sql(tag, value)
+        for name, tag, value in conn.execute(
+            "SELECT name, value_type, value FROM attributes WHERE entity = ? AND key = ?",
+            (actor.entity, actor.key),
+        )
+    }
+    gen, status, state, result, error, retention, created, updated, done, expires = row
+    return ActorRecord(
+        entity=actor.entity,
+        key=actor.key,
+        generation=gen,
+        status=Status(status),
+        state=state,
+        result=result,
+        error=error,
+        attributes=attributes,
+        retention=retention,
+        created_at=created,
+        updated_at=updated,
+        completed_at=done,
+        expires_at=expires,
+    )
+
+
+def _purge_expired(conn: sqlite3.Connection, now: float, limit: int) -> int:
+    expired = conn.execute(
+        "SELECT entity, key, generation FROM actors WHERE expires_at <= ?"
+        " ORDER BY expires_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    if expired:
+        pairs = [(entity, key) for entity, key, _ in expired]
+        conn.executemany("DELETE FROM actors WHERE entity = ? AND key = ?", pairs)
+        _drop_owned(conn, pairs)
+        conn.execute(
+            "UPDATE meta SET value = max(value, ?) WHERE name = 'max_purged_generation'",
+            (max(gen for _, _, gen in expired),),
+        )
+    # Replies kept for idempotency keys whose window has passed.
+    replies = conn.execute(
+        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE expires_at <= ? LIMIT ?)",
+        (now, limit),
+    ).rowcount
+    return len(expired) + max(replies, 0)

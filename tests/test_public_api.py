@@ -93,6 +93,7 @@ ACTORS_ERRORS_ALL = [
 ACTORS_TESTING_ALL = ["VirtualClock"]
 
 PERSISTENCE_ALL = [
+    "DURABILITIES",
     "ActorId",
     "ActorInit",
     "ActorRecord",
@@ -105,6 +106,7 @@ PERSISTENCE_ALL = [
     "Completion",
     "Condition",
     "DeadLetterRecord",
+    "Durability",
     "Enqueue",
     "EnqueueOutcome",
     "FireOutcome",

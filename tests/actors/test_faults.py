@@ -389,8 +389,7 @@ class Blob(Entity):
 
 async def _max_page_count(store: SQLiteStore, pages: int) -> None:
     # Reaches into the backend: SQLite refuses writes that would grow the file past this.
-    async with store._conn.execute(f"PRAGMA max_page_count = {pages}") as cursor:
-        await cursor.fetchall()
+    await store.run(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}").fetchall())
 
 
 async def test_a_full_disk_is_a_clear_error_loses_nothing_and_service_resumes(

@@ -127,8 +127,12 @@ async def test_the_connection_that_migrated_plans_with_the_new_statistics(db_pat
         store = await SQLiteStore.open(str(db_path))
         try:
             # The store's own connection: the one that ran the migration.
-            async with store._conn.execute(f"EXPLAIN QUERY PLAN {select.sql}", select.params) as c:
-                plan = [str(row[3]) for row in await c.fetchall()]
+            rows = await store.run(
+                lambda conn: conn.execute(
+                    f"EXPLAIN QUERY PLAN {select.sql}", select.params
+                ).fetchall()
+            )
+            plan = [str(row[3]) for row in rows]
         finally:
             await store.close()
 

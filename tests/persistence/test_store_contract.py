@@ -273,7 +273,10 @@ async def test_concurrent_admits_through_two_stores_on_one_file_create_exactly_o
 async def test_admit_on_an_ended_actor_within_retention_stores_nothing_and_returns_its_outcome(
     store: Store, status: Status, result: bytes | None, error: bytes | None
 ) -> None:
-    """G6: inside the retention window a duplicate start gets the stored outcome."""
+    """G6: inside the retention window a duplicate start gets the stored outcome.
+
+    With it, when the record expires: the runtime answers later duplicates until then.
+    """
     with anyio.fail_after(LIMIT):
         created = await admit(store, A, now=0.0, init=actor_init(retention=10.0))
         await commit(
@@ -297,6 +300,7 @@ async def test_admit_on_an_ended_actor_within_retention_stores_nothing_and_retur
             message=None,
             result=result,
             error=error,
+            expires_at=10.0,
         )
         assert await store.load_mailbox(A) == []
         assert await store.load_actor(A) == before
