@@ -68,7 +68,8 @@ class Activation:
     # turns; a fired message of such a timer is ``parked`` until the commit decides its fate.
     voiding: dict[str, int] = field(default_factory=dict)
     parked: list[Envelope] = field(default_factory=list)
-    flushed: anyio.Event | None = None
+    # Set by ``nudge``: a commit landed, or a message came (see ``nudged``).
+    nudges: anyio.Event | None = None
     # The committed end of the current generation (the in-memory ``status`` may run ahead
     # of commits, because turns are pipelined).
     ended: Ending | None = None
@@ -109,7 +110,7 @@ class Activation:
             self.requeue(envelope)
         self.parked.clear()
         self.loaded = False
-        self.notify_flushed()
+        self.nudge()
 
     def void(self, names: Iterable[str]) -> None:
         """A turn cancelled or replaced these timers; its commit is in flight."""
@@ -146,20 +147,25 @@ class Activation:
         self.failures = 0
         envelope = self.in_flight.popleft()
         if not self.in_flight:
-            self.notify_flushed()
+            self.nudge()
         return envelope
 
-    def notify_flushed(self) -> None:
-        if self.flushed is not None:
-            self.flushed.set()
-            self.flushed = None
+    def nudge(self) -> None:
+        """Wake whoever waits on this activation (``wait_flushed``, ``nudged``)."""
+        if self.nudges is not None:
+            self.nudges.set()
+            self.nudges = None
+
+    async def nudged(self) -> None:
+        """Wait until the next ``nudge``: a commit landed, or a message came."""
+        if self.nudges is None:
+            self.nudges = anyio.Event()
+        await self.nudges.wait()
 
     async def wait_flushed(self) -> None:
         """Wait until no turn of this activation has a commit in flight."""
         while self.in_flight:
-            if self.flushed is None:
-                self.flushed = anyio.Event()
-            await self.flushed.wait()
+            await self.nudged()
 
 
 class ActivationTable:

@@ -40,6 +40,9 @@ class RuntimeConfig:
         max_in_flight: the most messages and commits the runtime holds in memory at once;
             past it, callers get a retryable ``Overloaded`` error.
         max_payload: the largest encoded payload a message may carry, in bytes.
+        recent_results: how many ended actors' results are kept in memory to answer late
+            duplicate starts without a commit (entities with the default duplicate policy);
+            0 turns this off. Each entry holds the encoded result or error.
     """
 
     max_batch: int = 1000
@@ -55,6 +58,7 @@ class RuntimeConfig:
     max_mailbox: int = 10_000
     max_in_flight: int = 100_000
     max_payload: int = 1024 * 1024
+    recent_results: int = 10_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -70,6 +74,9 @@ class RuntimeConfig:
             count = getattr(self, name)
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValueError(f"{name} must be an int of at least 1, got {count!r}")
+        results = self.recent_results
+        if isinstance(results, bool) or not isinstance(results, int) or results < 0:
+            raise ValueError(f"recent_results must be an int of at least 0, got {results!r}")
         for name in (
             "purge_interval",
             "close_timeout",

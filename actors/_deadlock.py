@@ -11,8 +11,6 @@ too (they re-run from their own messages).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -48,34 +46,47 @@ def waiters(target: ActorId, what: str) -> Chain:
     return chain
 
 
-@contextmanager
-def asking(target: ActorId, what: str) -> Iterator[Chain]:
+class asking:  # used as a function: ``with asking(target, what) as chain:``
     """The chain an ask to ``target`` from here carries, for as long as the ask waits.
 
     The asking turn is in it through a link of this ask's own, done when the ask returns
     or gives up: a turn that stopped waiting (its ask timed out) is no longer in the way.
+    A class rather than a generator: it wraps every ask.
 
     Raises:
         DeadlockDetected: as :func:`waiters`.
     """
-    chain = waiters(target, what)
-    if not chain:
-        yield chain
-        return
-    wait = Link(chain[-1].actor)
-    try:
-        yield (*chain[:-1], wait)
-    finally:
-        wait.done = True
+
+    __slots__ = ("_chain", "_wait")
+
+    def __init__(self, target: ActorId, what: str) -> None:
+        chain = waiters(target, what)
+        self._wait = Link(chain[-1].actor) if chain else None
+        self._chain = (*chain[:-1], self._wait) if self._wait is not None else chain
+
+    def __enter__(self) -> Chain:
+        return self._chain
+
+    def __exit__(self, *exc: object) -> None:
+        if self._wait is not None:
+            self._wait.done = True
 
 
-@contextmanager
-def turn(actor: ActorId, chain: Chain) -> Iterator[None]:
-    """Run a turn of ``actor`` for a message that ``chain`` waits on."""
-    link = Link(actor)
-    token = _CHAIN.set((*chain, link))
-    try:
-        yield
-    finally:
-        link.done = True
-        _CHAIN.reset(token)
+class turn:  # used as a function: ``with turn(actor, chain):``
+    """Run a turn of ``actor`` for a message that ``chain`` waits on.
+
+    A class rather than a generator: it wraps every turn, and costs a third as much.
+    """
+
+    __slots__ = ("_link", "_token")
+
+    def __init__(self, actor: ActorId, chain: Chain) -> None:
+        self._link = Link(actor)
+        self._token = _CHAIN.set((*chain, self._link))
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._link.done = True
+        _CHAIN.reset(self._token)

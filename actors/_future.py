@@ -8,32 +8,43 @@ import anyio
 
 T = TypeVar("T")
 
+_UNSET = object()
+
 
 class Future(Generic[T]):
-    """Set once with a value or an error; ``wait()`` returns the value or raises the error."""
+    """Set once with a value or an error; ``wait()`` returns the value or raises the error.
+
+    The event that waiters sleep on is made only when someone waits before the result is in:
+    most futures on the hot path are set before anyone waits, or waited on by one task.
+    """
 
     __slots__ = ("_error", "_event", "_value")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
-        self._value: T | None = None
+        self._event: anyio.Event | None = None
+        self._value: object = _UNSET
         self._error: BaseException | None = None
 
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._value is not _UNSET or self._error is not None
 
     def set(self, value: T) -> None:
-        if not self._event.is_set():
+        if not self.done():
             self._value = value
-            self._event.set()
+            if self._event is not None:
+                self._event.set()
 
     def fail(self, error: BaseException) -> None:
-        if not self._event.is_set():
+        if not self.done():
             self._error = error
-            self._event.set()
+            if self._event is not None:
+                self._event.set()
 
     async def wait(self) -> T:
-        await self._event.wait()
+        if not self.done():
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]  # set() stored a T

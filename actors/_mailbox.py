@@ -156,7 +156,10 @@ class Dispatcher:
                 act.fresh(envelope.record.generation)
                 self.activated += 1
         act.mailbox.append(envelope)
-        self._drive_soon(act)
+        if act.running:
+            act.nudge()  # its driver may be lingering
+        else:
+            self._drive_soon(act)
 
     def _room(self, *, asking: int) -> bool:
         """Whether the table can take one more activation now, passivating one if need be.
@@ -270,7 +273,7 @@ class Dispatcher:
     async def _drive(self, act: Activation) -> None:
         envelope: Envelope | None = None
         try:
-            while act.mailbox:
+            while act.mailbox or await self._linger(act):
                 if act.failures:
                     await anyio.sleep(min(_MAX_BACKOFF, 0.01 * 2**act.failures))
                 head = act.mailbox[0]
@@ -338,6 +341,18 @@ class Dispatcher:
             act.running = False
             self.working -= 1
             self._rest_if_idle(act)
+
+    async def _linger(self, act: Activation) -> bool:
+        """Whether more mail came while ``act``'s last commits were in flight.
+
+        A driver with nothing to do stays while its turns' commits are in flight if messages
+        for its actor are on their way to the store: they arrive with those commits, and
+        waking this driver costs less than starting another.
+        """
+        if not (act.in_flight and self.submitted.get(act.id) and self.accepting_turns):
+            return False
+        await act.nudged()
+        return bool(act.mailbox)
 
     def _gate(self, envelope: Envelope) -> int:
         """How a turn of ``envelope`` runs its handler (see ``_solo``)."""
@@ -517,6 +532,23 @@ class Dispatcher:
 
     # -- the writer's host ------------------------------------------------------------
 
+    def adopt(self, actor: ActorId, reply: Future[Any]) -> int | None:
+        """Make ``reply`` wait for the result of ``actor``'s live generation, if it is here.
+
+        What a duplicate start of an entity with the default policy (adopt) comes to, without
+        storing the duplicate: the actor is here and the end of its generation is not
+        committed (it may have run, pipelined), so its record cannot have expired, and the
+        commit of its end will answer ``reply``. Returns that generation, or ``None`` (not
+        here, or its end is committed: then ``RecentResults`` or the store answers).
+        """
+        act = self.activations.find(actor)
+        if act is None or not act.loaded or act.generation is None or act.ended is not None:
+            return None
+        if act.status is Status.SUPERSEDED:  # only a duplicate policy supersedes; be sure
+            return None
+        self._adopters[(actor, act.generation)].append(reply)
+        return act.generation
+
     def committed(self, item: Item, outcome: WriteOutcome) -> None:
         if isinstance(item, Request):
             item.accepted.set(outcome)
@@ -611,6 +643,12 @@ class Dispatcher:
                 item.commit.generation, completion.status, completion.result, completion.error
             )
             act.ended = ended
+            if (
+                act.spec.on_duplicate is None
+                and outcome.successor is None
+                and outcome.expires_at is not None
+            ):
+                self._rt._results.remember(act.id, ended, outcome.expires_at)
             for adopter in self._adopters.pop((act.id, ended.generation), ()):
                 self._rt._settle(adopter, act.spec, act.id, ended)
             log.info(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -21,7 +21,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from actors import _codec, _deadlock
-from actors._activation import ActivationTable, Envelope
+from actors._activation import ActivationTable, Ending, Envelope
 from actors._clock import Clock, SystemClock, track
 from actors._config import RuntimeConfig, check_retention
 from actors._context import Context, read_error_info
@@ -42,6 +42,7 @@ from actors._query import (
 )
 from actors._refs import ActorRef, StartHandle
 from actors._registry import check_attributes, encode_attributes
+from actors._results import RecentResults
 from actors._retention import Retention
 from actors._retry import retrying
 from actors._timers import Timers
@@ -61,12 +62,14 @@ from actors.errors import (
     UnknownHandler,
 )
 from persistence import (
+    DURABILITIES,
     ActorId,
     ActorInit,
     ActorRecord,
     Admit,
     AdmitOutcome,
     AttributeValue,
+    Durability,
     Enqueue,
     EnqueueOutcome,
     MessageKind,
@@ -158,6 +161,9 @@ class Runtime:
         self._services: TaskGroup | None = None
         self._writer = Writer(store, clock, max_batch=config.max_batch)
         self._dispatcher = Dispatcher(self, self._writer, ActivationTable(config.max_active))
+        self._results = RecentResults(config.recent_results)
+        # Keys whose first start (default duplicate policy) is on its way to the store.
+        self._admitting: dict[ActorId, Future[None]] = {}
         self._writer.host = self._dispatcher
         self._timers = Timers(
             store, clock, self._writer, batch=config.timer_batch, entities=frozenset(specs)
@@ -188,6 +194,7 @@ class Runtime:
         clock: Clock | None = None,
         config: RuntimeConfig | None = None,
         namespace: str | None = None,
+        durability: Durability = "full",
     ) -> AsyncIterator[Runtime]:
         """Open a runtime on ``store`` for ``entities``; close it by leaving the block.
 
@@ -199,6 +206,11 @@ class Runtime:
             config: tunables (default: ``RuntimeConfig()``).
             namespace: a tenant prefix for every entity name (``acme`` stores ``payment``
                 actors as ``acme:payment``), so tenants sharing a store never share keys.
+            durability: for a store URL: ``"full"`` (the default) makes every commit survive
+                power loss (SQLite ``synchronous=FULL``); ``"process"`` makes commits survive a
+                crash of this process but not of the machine: the last commits before a power
+                loss or kernel crash may be lost (``synchronous=NORMAL``), for much cheaper
+                commits. Not accepted with an open store, which was opened with its own.
 
         Raises:
             InvalidEntity: an entity class cannot be registered, or two share a name.
@@ -232,8 +244,12 @@ class Runtime:
             specs[spec.name] = spec
         if not specs:
             raise InvalidEntity("Runtime.open needs at least one entity type")
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be 'full' or 'process', got {durability!r}")
+        if durability != "full" and not isinstance(store, str):
+            raise ValueError("durability applies to a store URL; an open store keeps its own")
         owned = isinstance(store, str)
-        opened = await open_store(store) if isinstance(store, str) else store
+        opened = await open_store(store, durability=durability) if isinstance(store, str) else store
         try:
             rt = cls(
                 opened,
@@ -565,27 +581,67 @@ class Runtime:
         if retention is not None:
             keep = check_retention(retention).total_seconds()
         reply: Future[Any] = Future()
+        adopts = spec.on_duplicate is None
+        if adopts:
+            duplicate = await self._duplicate(spec, actor._id, reply)
+            if duplicate is not None:
+                return StartHandle(
+                    self, ActorRef[E](self, spec, actor.key, duplicate), False, reply
+                )
         message = NewMessage(
             kind=MessageKind.START, handler=name, payload=data, meta=encode_attributes(attrs)
         )
-        outcome = await self._request(
-            Request(
-                item=Admit(
-                    actor=actor._id,
-                    message=message,
-                    init=ActorInit(retention=keep, attributes=attrs),
-                    to_terminal=spec.on_duplicate is not None,
-                ),
-                accepted=Future(),
-                reply=reply,
-            )
+        request = Request(
+            item=Admit(
+                actor=actor._id,
+                message=message,
+                init=ActorInit(retention=keep, attributes=attrs),
+                to_terminal=not adopts,
+            ),
+            accepted=Future(),
+            reply=reply,
         )
+        admitting: Future[None] | None = None
+        if adopts and actor._id not in self._admitting:
+            # Starts of this key that come meanwhile wait for this one's outcome, then
+            # adopt in memory (see _duplicate).
+            admitting = self._admitting[actor._id] = Future()
+        try:
+            outcome = await self._request(request)
+        finally:
+            if admitting is not None:
+                del self._admitting[actor._id]
+                admitting.set(None)
         assert isinstance(outcome, AdmitOutcome)
         if outcome.message is None:
             # Completed within its retention window: answer from the stored record.
             self._settle(reply, spec, actor._id, outcome)
+            if outcome.expires_at is not None:
+                ending = Ending(outcome.generation, outcome.status, outcome.result, outcome.error)
+                self._results.remember(actor._id, ending, outcome.expires_at)
         bound = ActorRef[E](self, spec, actor.key, outcome.generation)
         return StartHandle(self, bound, outcome.created, reply)
+
+    async def _duplicate(self, spec: EntitySpec, actor: ActorId, reply: Future[Any]) -> int | None:
+        """Answer a start of an entity with the default duplicate policy without the store.
+
+        What the store would make of it, when the runtime already knows: the actor ended
+        within its retention window (the stored result) or is active here (adopt its result).
+        Returns the generation, with ``reply`` answered or waiting for the result; ``None``
+        when only the store knows.
+        """
+        pending = self._admitting.get(actor)
+        if pending is not None:
+            await pending.wait()  # a start of this key is being admitted: learn from it
+        ended = self._results.get(actor, self.clock.now())
+        generation = None if ended is None else ended.generation
+        if generation is None:
+            generation = self._dispatcher.adopt(actor, reply)
+        if generation is not None and self._closed:
+            raise RuntimeClosed("the runtime is closed")
+        if ended is not None:
+            self._settle(reply, spec, actor, ended)
+        return generation
 
     # -- the registry ----------------------------------------------------------------------
 
@@ -924,7 +980,9 @@ class Runtime:
         self, ref: ActorRef[Any], what: str, timeout: timedelta | None
     ) -> AbstractContextManager[None]:
         limit = timeout if timeout is not None else self.config.ask_timeout
-        seconds = None if limit is None else limit.total_seconds()
+        if limit is None:
+            return nullcontext()
+        seconds = limit.total_seconds()
         if isinstance(self.clock, SystemClock) or self._services is None or self._closed:
             return deadline(seconds, f"{what} on {ref._id}")
         return clock_deadline(self.clock, self._services, seconds, f"{what} on {ref._id}")

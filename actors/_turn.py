@@ -134,15 +134,19 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
         # keeps cancelled handles for a while; that context should not hold this turn's.
         with (
             anyio.move_on_after(math.inf if timeout is None else timeout) as limit,
-            structlog.contextvars.bound_contextvars(
+            _deadlock.turn(act.id, env.chain),
+        ):
+            # Not structlog's bound_contextvars: a generator context manager costs more.
+            bound = structlog.contextvars.bind_contextvars(
                 entity=act.id.entity,
                 key=act.id.key,
                 generation=act.generation,
                 message_id=record.id,
-            ),
-            _deadlock.turn(act.id, env.chain),
-        ):
-            value = await handler.fn(act.instance, ctx, *args)
+            )
+            try:
+                value = await handler.fn(act.instance, ctx, *args)
+            finally:
+                structlog.contextvars.reset_contextvars(**bound)
         if limit.cancel_called:  # even if the handler caught the cancellation and returned
             raise HandlerTimeout(f"handler {what} did not finish within {timeout:g} s")
         if value is ADOPT or value is SUPERSEDE:
