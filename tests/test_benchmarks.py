@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # line prefix: the figures that line must name (their values are timings, not checked)
@@ -61,3 +63,57 @@ def test_the_quick_lifecycle_benchmark_prints_each_figure() -> None:
 def test_the_quick_registry_benchmark_prints_each_figure() -> None:
     """``python -m benchmarks.registry --quick`` exits 0 with one line per workload."""
     check_quick_run("benchmarks.registry", REGISTRY)
+
+
+SUITE_FIGURES = {
+    "W1": ["requests_per_s", "late_duplicates_per_s", "peak_rss_mb"],
+    "W2": ["messages_per_s", "peak_rss_mb"],
+    "W3": ["p50_ms", "p99_ms", "peak_rss_mb"],
+    "W4": ["tells_per_s", "accepted_per_s", "peak_rss_mb"],
+}
+CEILING_FIGURES = {
+    "sqlite": ["batched_rows_per_s", "commits_per_s", "commit_p50_ms"],
+    "asyncio": ["round_trips_per_s", "round_trip_p50_ms"],
+}
+DURABILITIES = ["full", "process"]
+
+
+def check_verified_series(series: dict[str, Any], figures: list[str]) -> None:  # JSON data
+    """``series`` (one workload or ceiling at one durability) has positive ``figures``."""
+    for figure in figures:
+        assert series["figures"][figure] > 0, (figure, series["figures"])
+    assert series["verified"] is True
+    [run] = series["runs"]
+    assert run["error"] is None
+    assert all(check["holds"] for check in run["checks"]), run["checks"]
+
+
+def test_the_suite_runs_every_workload_at_both_durabilities_and_verifies_them(
+    tmp_path: Path,
+) -> None:
+    """``python -m benchmarks`` at a tiny scale: every figure, ratio and check, in its JSON."""
+    results = tmp_path / "results.json"
+    command = [sys.executable, "-m", "benchmarks", "--scale", "0.005", "--runs", "1"]
+    done = subprocess.run(
+        [*command, "--json", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verification: every check of all 11 runs held" in done.stdout
+    data = json.loads(results.read_text("utf-8"))
+    assert data["verified"] is True
+    assert data["settings"]["durabilities"] == DURABILITIES
+    for name, figures in SUITE_FIGURES.items():
+        for durability in DURABILITIES:
+            series = data["workloads"][name][durability]
+            check_verified_series(series, figures)
+            assert series["runs"][0]["checks"], f"{name} {durability} verified nothing"
+            assert all(ratio > 0 for ratio in series["ratios"].values()), series["ratios"]
+            assert [t["median"] > 0 for t in series["targets"]] == [True, True]
+    for durability in DURABILITIES:
+        check_verified_series(data["ceilings"]["sqlite"][durability], CEILING_FIGURES["sqlite"])
+    check_verified_series(data["ceilings"]["asyncio"], CEILING_FIGURES["asyncio"])
