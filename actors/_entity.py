@@ -20,7 +20,7 @@ from actors import _codec
 from actors._codec import NO_PAYLOAD, _NoPayload
 from actors._config import MAX_DURATION, check_duration, check_retention
 from actors._duplicate import Duplicate
-from actors._registry import KINDS, check_attribute_name, is_text
+from actors._registry import KINDS, check_attribute_name
 from actors.errors import InvalidEntity, InvalidKey, InvalidPayload, UnknownHandler
 
 __all__ = ["Entity", "handler"]
@@ -331,6 +331,10 @@ def _duplicate_spec(entity: str, cls: type[Entity]) -> HandlerSpec | None:
     return dataclasses.replace(spec, payload_type=args[0] if args else Any)
 
 
+# The control characters a key may not hold: C0, DEL and C1.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def check_key(key: object, *, what: str = "an actor key") -> str:
     """``key`` if it can name an actor (or, per ``what``, another thing with a key's rules).
 
@@ -342,14 +346,18 @@ def check_key(key: object, *, what: str = "an actor key") -> str:
         raise InvalidKey(f"{what} must be a str, got {type(key).__name__}")
     if not key:
         raise InvalidKey(f"{what} must not be empty")
-    if not is_text(key):
-        raise InvalidKey(f"{what} must be valid Unicode (it holds a lone surrogate): {key!r}")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKey(
+            f"{what} must be valid Unicode (it holds a lone surrogate): {key!r}"
+        ) from None
+    if size > MAX_KEY_BYTES:
         raise InvalidKey(f"{what} must be at most {MAX_KEY_BYTES} bytes in UTF-8: {key[:40]!r}...")
-    for index, char in enumerate(key):
-        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
-            raise InvalidKey(
-                f"{what} must not contain control characters, got U+{ord(char):04X} at "
-                f"index {index}: {key[:80]!r}"
-            )
+    control = _CONTROL.search(key)
+    if control is not None:
+        raise InvalidKey(
+            f"{what} must not contain control characters, got U+{ord(control.group()):04X} at "
+            f"index {control.start()}: {key[:80]!r}"
+        )
     return key

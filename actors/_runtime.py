@@ -567,7 +567,7 @@ class Runtime:
             StorageError, RuntimeClosed: the start was not accepted.
         """
         spec = self._spec(entity)
-        actor = ActorRef[E](self, spec, check_key(key), None)
+        actor: ActorRef[E] = ActorRef(self, spec, check_key(key), None)
         if handler is None:
             if spec.start_handler is None:
                 raise UnknownHandler(
@@ -585,9 +585,7 @@ class Runtime:
         if adopts:
             duplicate = await self._duplicate(spec, actor._id, reply)
             if duplicate is not None:
-                return StartHandle(
-                    self, ActorRef[E](self, spec, actor.key, duplicate), False, reply
-                )
+                return StartHandle(self, ActorRef(self, spec, actor.key, duplicate), False, reply)
         message = NewMessage(
             kind=MessageKind.START, handler=name, payload=data, meta=encode_attributes(attrs)
         )
@@ -619,7 +617,7 @@ class Runtime:
             if outcome.expires_at is not None:
                 ending = Ending(outcome.generation, outcome.status, outcome.result, outcome.error)
                 self._results.remember(actor._id, ending, outcome.expires_at)
-        bound = ActorRef[E](self, spec, actor.key, outcome.generation)
+        bound: ActorRef[E] = ActorRef(self, spec, actor.key, outcome.generation)
         return StartHandle(self, bound, outcome.created, reply)
 
     async def _duplicate(self, spec: EntitySpec, actor: ActorId, reply: Future[Any]) -> int | None:
@@ -1007,7 +1005,7 @@ class Runtime:
         with self._deadline(ref, "result", timeout):
             record = await self._record(ref)
             if record.status is Status.ACTIVE:
-                bound = ActorRef[Any](self, ref._spec, ref.key, record.generation)
+                bound: ActorRef[Any] = ActorRef(self, ref._spec, ref.key, record.generation)
                 done = self._dispatcher.watch(ref._id, record.generation)
                 try:
                     record = await self._record(bound)  # it may have completed meanwhile
