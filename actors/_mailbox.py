@@ -149,6 +149,10 @@ class Dispatcher:
 
     def _put(self, act: Activation, envelope: Envelope, created: bool) -> None:
         self.activations.wake(act)
+        if created:
+            # Its last ending is no longer what a start of this key finds, whatever the
+            # clock says (a wall clock may step back to before that ending expired).
+            self._rt._results.forget(act.id)
         if created and act.idle:
             if _retiring(act):
                 act.loaded = False  # the driver passivates the old instance, then loads
@@ -599,7 +603,18 @@ class Dispatcher:
                 self._rt._settle(reply, act.spec, act.id, readmitted)
             return
         if not outcome.applied:
-            self._gone(item.envelope, act.id)
+            ended = act.ended
+            if (
+                item.reply is ADOPT
+                and reply is not None
+                and ended is not None
+                and ended.generation == item.commit.generation
+            ):
+                # Its generation ended, then expired before this commit: the caller still
+                # learns how it ended, as it would have a moment earlier.
+                self._rt._settle(reply, act.spec, act.id, ended)
+            else:
+                self._gone(item.envelope, act.id)
             return
         if outcome.successor is not None:
             # The duplicate that superseded this generation is the new one's creator.

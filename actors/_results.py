@@ -35,6 +35,10 @@ class RecentResults:
         if len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
+    def forget(self, actor: ActorId) -> None:
+        """Drop what is known of ``actor``: it has a new generation."""
+        self._entries.pop(actor, None)
+
     def get(self, actor: ActorId, now: float) -> Ending | None:
         """How ``actor`` ended, if known and its record has not expired at ``now``."""
         entry = self._entries.get(actor)

@@ -62,7 +62,6 @@ from actors.errors import (
     UnknownHandler,
 )
 from persistence import (
-    DURABILITIES,
     ActorId,
     ActorInit,
     ActorRecord,
@@ -244,8 +243,6 @@ class Runtime:
             specs[spec.name] = spec
         if not specs:
             raise InvalidEntity("Runtime.open needs at least one entity type")
-        if durability not in DURABILITIES:
-            raise ValueError(f"durability must be 'full' or 'process', got {durability!r}")
         if durability != "full" and not isinstance(store, str):
             raise ValueError("durability applies to a store URL; an open store keeps its own")
         owned = isinstance(store, str)

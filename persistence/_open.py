@@ -18,6 +18,12 @@ DURABILITIES: tuple[Durability, ...] = ("full", "process")
 _SYNCHRONOUS = {"full": "FULL", "process": "NORMAL"}
 
 
+def check_durability(durability: object) -> None:
+    """Raise ``ValueError`` unless ``durability`` is one of :data:`DURABILITIES`."""
+    if durability not in DURABILITIES:
+        raise ValueError(f"durability must be 'full' or 'process', got {durability!r}")
+
+
 async def open_store(url: str, *, durability: Durability = "full") -> Store:
     """Open the store that ``url`` names, creating and migrating its schema as needed.
 
@@ -31,10 +37,12 @@ async def open_store(url: str, *, durability: Durability = "full") -> Store:
         An open store; close it with ``await store.close()``.
 
     Raises:
+        ValueError: ``durability`` is not one of :data:`DURABILITIES`.
         InvalidStoreUrl: the URL is malformed or names an unknown backend.
         StoreUnavailable: the store cannot be opened.
         SchemaTooNew: the store was written by a newer version of this library.
     """
+    check_durability(durability)
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/":

@@ -760,8 +760,16 @@ def _in(
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any, while another error is being raised.
+
+    If the rollback fails too, that error goes: the one being raised says what went wrong,
+    and SQLite has already rolled the transaction back or will on the next ``BEGIN``.
+    """
     if conn.in_transaction:
-        conn.execute("ROLLBACK")
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def _user_version(conn: sqlite3.Connection) -> int:

@@ -211,3 +211,37 @@ async def test_a_passivated_active_actor_is_reached_through_the_store(store_url:
         await rt.ref(Job, "p").tell(Job.finish, "out")
         with anyio.fail_after(5):
             assert await duplicate.reply() == "out"
+
+
+class SteppedClock:
+    """A wall clock that a correction (NTP) can step back."""
+
+    def __init__(self, now: float) -> None:
+        self.t = now
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(min(max(seconds, 0.0), 0.05))
+
+
+async def test_a_remembered_result_is_dropped_when_the_key_gets_a_new_generation(
+    store_url: str,
+) -> None:
+    """G6: once a key has a new generation, a start meets that one, even if the clock steps back.
+
+    Expiry alone would keep answering with the old generation's result while the wall clock
+    is back before its expiry.
+    """
+    clock = SteppedClock(1_000_000.0)
+    async with running(store_url, Payment, clock=clock) as rt:
+        first = await rt.start(
+            Payment, "k", ChargeRequest(amount=1), retention=timedelta(seconds=10)
+        )
+        await first.reply()
+        clock.t += 20  # generation 1 has expired
+        assert await rt.ref(Payment, "k").ask(Payment.charges) == 0  # creates generation 2
+        clock.t -= 15  # the clock steps back to before generation 1 expired
+        late = await rt.start(Payment, "k", ChargeRequest(amount=2))
+        assert (late.created, late.actor.generation) == (False, 2)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from actors import RuntimeClosed
+from persistence import Durability, open_store
+from persistence.sqlite import SQLiteStore
 from tests.conftest import running
 from tests.entities import Counter, Job
 
@@ -57,3 +61,39 @@ async def test_an_error_inside_the_runtime_block_surfaces_as_itself(store_url: s
         async with running(store_url, Counter) as rt:
             await rt.ref(Counter, "x").ask(Counter.add, 1)
             raise Boom("mine")
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("process", 1)])
+async def test_durability_sets_how_sqlite_syncs(
+    file_url: str, durability: Durability, synchronous: int
+) -> None:
+    """``full`` syncs every commit to disk (FULL), ``process`` leaves it to the OS (NORMAL)."""
+    store = await open_store(file_url, durability=durability)
+    try:
+        assert isinstance(store, SQLiteStore)
+        level = await store.run(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
+        assert level == synchronous
+    finally:
+        await store.close()
+
+
+async def test_a_bad_durability_is_refused_before_anything_is_opened(tmp_path: Path) -> None:
+    """Bad input: a clear error, and no database file is created."""
+    path = tmp_path / "never.db"
+    with pytest.raises(ValueError, match="durability must be 'full' or 'process', got 'FULL'"):
+        await open_store(f"sqlite:///{path}", durability="FULL")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="durability must be 'full' or 'process'"):
+        async with running(f"sqlite:///{path}", Counter, durability="fast"):
+            pass
+    assert not path.exists()
+
+
+async def test_durability_is_for_a_store_url_not_an_open_store(file_url: str) -> None:
+    """An open store keeps the durability it was opened with."""
+    store = await open_store(file_url)
+    try:
+        with pytest.raises(ValueError, match="applies to a store URL"):
+            async with running(store, Counter, durability="process"):  # type: ignore[arg-type]
+                pass
+    finally:
+        await store.close()
