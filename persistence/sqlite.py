@@ -13,6 +13,7 @@ current); it never decides what a message means.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -766,10 +767,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
     and SQLite has already rolled the transaction back or will on the next ``BEGIN``.
     """
     if conn.in_transaction:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
 
 def _user_version(conn: sqlite3.Connection) -> int:
