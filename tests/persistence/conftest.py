@@ -15,7 +15,7 @@ OPEN_TIME_LIMIT = 30.0
 
 @pytest.fixture
 def anyio_backend() -> str:
-    # aiosqlite is asyncio-bound; trio joins once the SQLite backend drives sqlite3 itself.
+    # The SQLite backend's thread answers through the asyncio event loop (_sqlite_thread).
     return "asyncio"
 
 
