@@ -153,12 +153,12 @@ class Dispatcher:
             # Its last ending is no longer what a start of this key finds, whatever the
             # clock says (a wall clock may step back to before that ending expired).
             self._rt._results.forget(act.id)
-        if created and act.idle:
-            if _retiring(act):
-                act.loaded = False  # the driver passivates the old instance, then loads
-            else:
-                act.fresh(envelope.record.generation)
-                self.activated += 1
+            if act.idle:
+                if _retiring(act):
+                    act.loaded = False  # the driver passivates the old instance, then loads
+                else:
+                    act.fresh(envelope.record.generation)
+                    self.activated += 1
         act.mailbox.append(envelope)
         if act.running:
             act.nudge()  # its driver may be lingering
@@ -603,29 +603,21 @@ class Dispatcher:
                 self._rt._settle(reply, act.spec, act.id, readmitted)
             return
         if not outcome.applied:
-            ended = act.ended
-            if (
+            # An adopter whose generation ended, then expired before this commit, still
+            # learns how it ended, as it would have a moment earlier.
+            if not (
                 item.reply is ADOPT
                 and reply is not None
-                and ended is not None
-                and ended.generation == item.commit.generation
+                and self._answer_from_end(act, item.commit.generation, reply)
             ):
-                # Its generation ended, then expired before this commit: the caller still
-                # learns how it ended, as it would have a moment earlier.
-                self._rt._settle(reply, act.spec, act.id, ended)
-            else:
                 self._gone(item.envelope, act.id)
             return
         if outcome.successor is not None:
             # The duplicate that superseded this generation is the new one's creator.
             self.deliver(outcome.successor, reply, created=True)
         elif item.reply is ADOPT:
-            if reply is not None:
-                ended = act.ended
-                if ended is not None and ended.generation == item.commit.generation:
-                    self._rt._settle(reply, act.spec, act.id, ended)
-                else:
-                    self._adopters[(act.id, item.commit.generation)].append(reply)
+            if reply is not None and not self._answer_from_end(act, item.commit.generation, reply):
+                self._adopters[(act.id, item.commit.generation)].append(reply)
         elif item.reply is not SUPERSEDE:
             # Callers that repeated this message's idempotency key get the same answer.
             followers = self._followers.pop(item.envelope.record.id, [])
@@ -675,6 +667,14 @@ class Dispatcher:
             )
             for waiter in self._waiters.pop((act.id, item.commit.generation), ()):
                 waiter.set(completion.status)
+
+    def _answer_from_end(self, act: Activation, generation: int, reply: Future[Any]) -> bool:
+        """Answer ``reply`` with how ``generation`` of ``act`` ended, if it has ended."""
+        ended = act.ended
+        if ended is None or ended.generation != generation:
+            return False
+        self._rt._settle(reply, act.spec, act.id, ended)
+        return True
 
     def failed(self, items: Sequence[Item], error: StoreError) -> None:
         failure = storage_error(error)
