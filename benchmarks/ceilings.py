@@ -22,8 +22,8 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks.core import percentiles
-from benchmarks.workloads import TALLY_KEYS, Outcome, Sizes, run_callers
+from benchmarks.core import percentiles, run_callers
+from benchmarks.workloads import TALLY_KEYS, Outcome, Sizes
 from persistence import Durability
 
 __all__ = ["SYNCHRONOUS", "asyncio_ceiling", "sqlite_ceiling"]

@@ -17,6 +17,7 @@ import logging
 import statistics
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,17 +29,22 @@ CALLERS = 64
 """Concurrent callers of the throughput workloads."""
 
 
-async def _bounded(jobs: list[Callable[[], Awaitable[None]]]) -> None:
-    """Run ``jobs`` with at most CALLERS in flight."""
-    limiter = anyio.Semaphore(CALLERS)
+async def run_callers(count: int, call: Callable[[int], Awaitable[object]]) -> float:
+    """Run ``call(0)`` ... ``call(count - 1)`` from CALLERS tasks; the seconds it took.
 
-    async def run(job: Callable[[], Awaitable[None]]) -> None:
-        async with limiter:
-            await job()
+    The callers take jobs from one shared iterator, as a server's request handlers would.
+    """
+    jobs = iter(range(count))
 
+    async def caller() -> None:
+        for job in jobs:  # one iterator shared by every caller: each job runs once
+            await call(job)
+
+    started = time.perf_counter()
     async with anyio.create_task_group() as tg:
-        for job in jobs:
-            tg.start_soon(run, job)
+        for _ in range(min(CALLERS, count)):
+            tg.start_soon(caller)
+    return time.perf_counter() - started
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

@@ -33,7 +33,7 @@ import anyio
 
 from actors import Context, Entity, Runtime, RuntimeConfig, handler
 from actors.testing import VirtualClock
-from benchmarks.core import _bounded, medians, percentiles, quiet_logging, report
+from benchmarks.core import medians, percentiles, quiet_logging, report, run_callers
 from persistence import (
     ActorId,
     ActorInit,
@@ -77,9 +77,7 @@ async def memory(actors: int, url: str) -> dict[str, float]:
     config = RuntimeConfig(idle_timeout=MINUTE, max_active=actors)
 
     async def activate_all(rt: Runtime, prefix: str) -> None:
-        await _bounded(
-            [partial(rt.ref(Counter, f"{prefix}-{i}").ask, Counter.add, 1) for i in range(actors)]
-        )
+        await run_callers(actors, lambda i: rt.ref(Counter, f"{prefix}-{i}").ask(Counter.add, 1))
 
     def traced() -> int:
         gc.collect()
@@ -235,7 +233,7 @@ async def timers(actors: int, url: str) -> dict[str, float]:
     total = actors * TIMERS_PER_ACTOR
     async with Runtime.open(url, entities=[Beeper], clock=clock) as rt:
         refs = [rt.ref(Beeper, f"beeper-{i}") for i in range(actors)]
-        await _bounded([partial(ref.ask, Beeper.arm) for ref in refs])
+        await run_callers(len(refs), lambda i: refs[i].ask(Beeper.arm))
         assert rt.statistics().timers_fired == 0
         started = time.perf_counter()
         # Returns once every timer due on the way has fired and its turn has committed.

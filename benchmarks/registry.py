@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import anyio
 
 from actors import Between, Context, Entity, Ge, Page, Runtime, handler
-from benchmarks.core import _bounded, medians, percentiles, quiet_logging, report
+from benchmarks.core import medians, percentiles, quiet_logging, report, run_callers
 from benchmarks.lifecycle import _part
 from persistence import (
     ActorId,
@@ -275,19 +275,18 @@ async def deep_pages(rt: Runtime, count: int, rng: random.Random) -> list[float]
 async def amplification(rt: Runtime, sizes: Sizes) -> dict[str, float]:
     """R8: turns/s of ``Tally.plain`` and ``Tally.tagged``, alternating, and their ratio."""
     refs = [rt.ref(Tally, f"tally-{i}") for i in range(CALLERS_KEYS)]
-    await _bounded([partial(ref.ask, Tally.plain, 0) for ref in refs])  # create them
+    await run_callers(len(refs), lambda i: refs[i].ask(Tally.plain, 0))  # create them
     elapsed = {"plain": 0.0, "tagged": 0.0}
     phases = 4  # plain, tagged, plain, tagged: drift in the machine hits both alike
     per_phase = sizes.turns // 2
     for phase in range(phases):
         name = "plain" if phase % 2 == 0 else "tagged"
         turn = Tally.plain if name == "plain" else Tally.tagged
-        jobs: list[Callable[[], Awaitable[None]]] = [
-            partial(refs[n % CALLERS_KEYS].ask, turn, n) for n in range(1, per_phase + 1)
-        ]
-        started = time.perf_counter()
-        await _bounded(jobs)
-        elapsed[name] += time.perf_counter() - started
+
+        async def one(n: int, turn: Callable[..., Awaitable[None]] = turn) -> None:
+            await refs[n % CALLERS_KEYS].ask(turn, n + 1)
+
+        elapsed[name] += await run_callers(per_phase, one)
     plain, tagged = sizes.turns / elapsed["plain"], sizes.turns / elapsed["tagged"]
     return {
         "turns_per_s_no_attributes": plain,

@@ -18,11 +18,11 @@ from typing import TypeVar
 import anyio
 
 from actors import Overloaded, Runtime, RuntimeConfig
-from benchmarks.core import CALLERS, percentiles
+from benchmarks.core import percentiles, run_callers
 from benchmarks.entities import COUNTS, Charge, Checkout, Inbox, Tally, reset_counts
 from persistence import Durability
 
-__all__ = ["WORKLOADS", "Check", "Outcome", "Sizes", "Workload", "run_callers"]
+__all__ = ["WORKLOADS", "Check", "Outcome", "Sizes", "Workload"]
 
 T = TypeVar("T")
 
@@ -83,21 +83,6 @@ class Outcome:
 
 Workload = Callable[[str, Durability, Sizes], Awaitable[Outcome]]
 """A workload: given a fresh store URL, a durability and sizes, run once."""
-
-
-async def run_callers(count: int, call: Callable[[int], Awaitable[None]]) -> float:
-    """Run ``call(0)`` ... ``call(count - 1)`` from CALLERS tasks; the seconds it took."""
-    jobs = iter(range(count))
-
-    async def caller() -> None:
-        for job in jobs:  # one iterator shared by every caller: each job runs once
-            await call(job)
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(CALLERS, count)):
-            tg.start_soon(caller)
-    return time.perf_counter() - started
 
 
 async def retrying(outcome: Outcome, call: Callable[[], Awaitable[T]]) -> T:
