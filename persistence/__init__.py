@@ -7,6 +7,7 @@ The runtime (``actors``) imports only the names exported here. This package neve
 from __future__ import annotations
 
 from persistence._open import DURABILITIES, Durability, open_store
+from persistence.cluster import Ended, Leases, MailFor, Notification, RepliesReady
 from persistence.errors import (
     InvalidStoreUrl,
     SchemaTooNew,
@@ -39,6 +40,8 @@ from persistence.records import (
     NewTimer,
     Op,
     Query,
+    Reply,
+    ReplyRecord,
     RetryDeadLetter,
     RetryOutcome,
     SortValue,
@@ -67,18 +70,25 @@ __all__ = [
     "Condition",
     "DeadLetterRecord",
     "Durability",
+    "Ended",
     "Enqueue",
     "EnqueueOutcome",
     "FireOutcome",
     "FireTimers",
     "ForwardingStore",
     "InvalidStoreUrl",
+    "Leases",
+    "MailFor",
     "MessageKind",
     "MessageRecord",
     "NewMessage",
     "NewTimer",
+    "Notification",
     "Op",
     "Query",
+    "RepliesReady",
+    "Reply",
+    "ReplyRecord",
     "RetryDeadLetter",
     "RetryOutcome",
     "SchemaTooNew",

@@ -34,6 +34,8 @@ __all__ = [
     "NewTimer",
     "Op",
     "Query",
+    "Reply",
+    "ReplyRecord",
     "SortValue",
     "Status",
     "StoredReply",
@@ -127,6 +129,12 @@ class MessageRecord:
     """For a ``timer`` message: the name of the timer that fired it."""
     attempts: int = 0
     """How many restarts found it at the head of its mailbox (see ``Store.record_attempts``)."""
+    reply_to: int | None = None
+    """With leases: the session of the node whose caller waits for this message's reply."""
+    epoch: int | None = None
+    """With leases, in a write outcome: the epoch of the writing session's lease on the actor
+    if that session owns it (a session claims an actor that no live session owns when it
+    stores a message for it), ``None`` if another live session owns it (and was notified)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +151,8 @@ class NewMessage:
     payload: bytes
     meta: bytes | None = None
     idempotency_key: str | None = None
+    reply_to: int | None = None
+    """With leases: the session whose caller waits for the reply (see :class:`Reply`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,6 +240,43 @@ class NewTimer:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """The answer to a message whose caller waits on another node (``reply_to``).
+
+    Stored with the turn (unless it is fenced), for session ``session``, which is notified
+    and takes it with ``Leases.take_replies``. ``reply``/``error`` are the encoded reply of
+    the runtime's ``handler`` tag or an error description (``error_kind`` names the error when
+    it is not a handler's failure). With
+    ``adopt``, the answer is how that generation of the actor ends. With ``forward``, the
+    message went on as the turn's ``successor`` or ``readmit`` message: the stored row names
+    that message (or, when the re-admission stored none, ``adopt`` is set to the generation
+    that answered it).
+    """
+
+    message: int
+    session: int
+    handler: str | None = None
+    reply: bytes | None = None
+    error: bytes | None = None
+    error_kind: str | None = None
+    adopt: int | None = None
+    forward: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyRecord:
+    """A stored :class:`Reply`, as its session takes it; ``forward`` is the message id."""
+
+    message: int
+    handler: str | None
+    reply: bytes | None
+    error: bytes | None
+    error_kind: str | None
+    adopt: int | None
+    forward: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TurnCommit:
     """Everything one turn did, applied together with the consumption of its message.
 
@@ -262,6 +309,12 @@ class TurnCommit:
     readmit: Admit | None = None
     timers: Sequence[NewTimer] = ()
     cancel_timers: Sequence[str] = ()
+    epoch: int | None = None
+    """With leases: applied only while the writing session is live and holds the actor's
+    lease at this epoch; otherwise nothing of the item is applied (``TurnOutcome.fenced``)."""
+    replies: Sequence[Reply] = ()
+    """Answers for callers on other nodes, stored whether or not the turn is applied (but
+    not when it is fenced: the next owner runs the message again)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,6 +383,8 @@ class TurnOutcome:
     successor: MessageRecord | None = None
     readmitted: AdmitOutcome | None = None
     expires_at: float | None = None
+    fenced: bool = False
+    """The writing session no longer holds the actor's lease: nothing was applied."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

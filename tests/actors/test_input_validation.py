@@ -573,7 +573,7 @@ BAD_OPEN = [
     case("entity-attribute-name-bad", {"entities": [bad_shop(attribute_types={"bad name": str})]}, InvalidEntity, "attribute names are identifiers"),
     case("entity-attribute-types-not-a-mapping", {"entities": [bad_shop(attribute_types=["tags"])]}, InvalidEntity, "attribute_types must be a mapping"),
     case("url-malformed", {"store": "sqlite://host/x.db"}, InvalidStoreUrl, "malformed SQLite URL"),
-    case("url-unknown-scheme", {"store": "postgres://x/y"}, InvalidStoreUrl, "no store backend for URL"),
+    case("url-unknown-scheme", {"store": "mysql://x/y"}, InvalidStoreUrl, "no store backend for URL"),
     case("store-not-a-store", {"store": 5}, TypeError, "store must be"),
     case("config-a-dict", {"config": {"max_payload": 10}}, TypeError, "config must be"),
 ]

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from persistence import Store, open_store
+from tests.postgres import fresh_schema_url
 
 OPEN_TIME_LIMIT = 30.0
 
@@ -25,12 +26,19 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "store.db"
 
 
-@pytest.fixture(params=["file", "memory"])
-def contract_url(request: pytest.FixtureRequest, db_path: Path) -> str:
-    """The URL of each backend under the contract: a SQLite file, and SQLite in memory."""
+@pytest.fixture(params=["file", "memory", "postgres"])
+async def contract_url(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[str]:
+    """The URL of each backend under the contract: SQLite (file, memory), PostgreSQL.
+
+    PostgreSQL gets a fresh schema on the test server (see ``tests/postgres.py``).
+    """
     if request.param == "file":
-        return f"sqlite:///{db_path}"
-    return "sqlite:///:memory:"
+        yield f"sqlite:///{db_path}"
+    elif request.param == "memory":
+        yield "sqlite:///:memory:"
+    else:
+        async with fresh_schema_url("contract") as url:
+            yield url
 
 
 @pytest.fixture
