@@ -73,10 +73,17 @@ class Activation:
     # The committed end of the current generation (the in-memory ``status`` may run ahead
     # of commits, because turns are pipelined).
     ended: Ending | None = None
+    # Multi-node: the epoch of this node's lease on the actor; ``refresh`` asks the driver to
+    # read the stored mailbox (other nodes stored messages); ``dropped``: the lease is lost.
+    epoch: int | None = None
+    refresh: bool = False
+    dropped: bool = False
 
     @property
     def idle(self) -> bool:
-        return not (self.running or self.passivating or self.mailbox or self.in_flight)
+        return not (
+            self.running or self.passivating or self.mailbox or self.in_flight or self.refresh
+        )
 
     def fresh(self, generation: int) -> None:
         """Become a just-created generation, with no need to read the store."""

@@ -43,6 +43,11 @@ class RuntimeConfig:
         recent_results: how many ended actors' results are kept in memory to answer late
             duplicate starts without a commit (entities with the default duplicate policy);
             0 turns this off. Each entry holds the encoded result or error.
+        lease: multi-node only: how long a node's session (and so its hold on its actors)
+            lasts unless renewed. The node renews it every third of this; a node silent for
+            longer (dead, paused, cut off) loses its actors to the others, which take over
+            within about one and a half leases. Longer: fewer false alarms on a slow node;
+            shorter: faster failover.
     """
 
     max_batch: int = 1000
@@ -59,6 +64,7 @@ class RuntimeConfig:
     max_in_flight: int = 100_000
     max_payload: int = 1024 * 1024
     recent_results: int = 10_000
+    lease: timedelta = timedelta(seconds=10)
 
     def __post_init__(self) -> None:
         for name in (
@@ -83,6 +89,7 @@ class RuntimeConfig:
             "idle_timeout",
             "ask_timeout",
             "handler_timeout",
+            "lease",
         ):
             value = getattr(self, name)
             if value is None and name in ("ask_timeout", "handler_timeout"):

@@ -77,6 +77,8 @@ class Context:
         handler: the name of the handler running.
         status: the actor's status as the turn began (``active``, or the terminal status of
             an ended actor whose ``on_duplicate`` is handling a late duplicate).
+        epoch: on a store shared by several nodes, the fencing epoch of this node's lease
+            on the actor (it grows each time the actor changes nodes); ``None`` otherwise.
     """
 
     __slots__ = (
@@ -92,6 +94,7 @@ class Context:
         "_successor",
         "_timers",
         "entity",
+        "epoch",
         "generation",
         "handler",
         "key",
@@ -110,6 +113,7 @@ class Context:
         handler: str,
         status: Status,
         duplicate: MessageRecord | None = None,
+        epoch: int | None = None,
     ) -> None:
         self._rt = rt
         self._spec = spec
@@ -119,6 +123,7 @@ class Context:
         self.message_id = message_id
         self.handler = handler
         self.status = status
+        self.epoch = epoch
         self._duplicate = duplicate
         self._successor: Successor | None = None
         self._attributes: dict[str, AttributeValue] = {}
@@ -128,6 +133,12 @@ class Context:
         self._timers: dict[str, NewTimer] = {}
         self._cancelled_timers: dict[str, None] = {}  # an ordered set
         self._generated = 0  # timer ids generated in this turn
+
+    @property
+    def node_id(self) -> str | None:
+        """The node running this turn, on a store shared by several nodes; else ``None``."""
+        cluster = self._rt._cluster
+        return None if cluster is None else cluster.node
 
     def now(self) -> datetime:
         """The runtime clock's current time (UTC)."""

@@ -51,6 +51,7 @@ from persistence import (
 )
 
 if TYPE_CHECKING:
+    from actors._cluster import Cluster
     from actors._runtime import Runtime
 
 log = structlog.get_logger("actors.mailbox")
@@ -85,6 +86,8 @@ class Dispatcher:
         self._writer = writer
         self.activations = activations
         self.drivers: TaskGroup | None = None
+        # Multi-node: the node's membership (None on a store without leases).
+        self.cluster: Cluster | None = None
         self.accepting_turns = True
         self._waiters: defaultdict[tuple[ActorId, int], list[Future[Status]]] = defaultdict(list)
         # Duplicate callers adopting a generation's result, answered when it ends.
@@ -136,6 +139,12 @@ class Dispatcher:
         """
         actor = ActorId(entity=record.entity, key=record.key)
         envelope = Envelope(record, reply, chain)
+        cluster = self.cluster
+        if cluster is not None and record.epoch is None:
+            # Another node owns the actor (the store woke it): the reply comes through the
+            # store.
+            cluster.await_reply(envelope)
+            return envelope
         self.queued += 1
         act = self.activations.find(actor)
         if act is None:
@@ -144,6 +153,9 @@ class Dispatcher:
                 self._waiting.setdefault(actor, []).append((envelope, created))
                 return envelope
             act = self._admit(actor, over=awaited)
+        if cluster is not None and act.epoch != record.epoch:
+            act.epoch = record.epoch
+            act.refresh = not created  # other nodes may have stored mail before this claim
         self._put(act, envelope, created)
         return envelope
 
@@ -183,6 +195,8 @@ class Dispatcher:
         """A new activation of ``actor``, with the messages that waited for it (if any)."""
         act = self.activations.add(actor, self._rt._specs[actor.entity], over=over)
         for envelope, created in self._waiting.pop(actor, ()):
+            if act.epoch != envelope.record.epoch:
+                act.epoch, act.refresh = envelope.record.epoch, not created
             self._put(act, envelope, created)
         return act
 
@@ -261,6 +275,59 @@ class Dispatcher:
         self.activations.remove(act)
         self.passivated += 1
         log.debug("actor_passivated", entity=act.id.entity, key=act.id.key)
+        if self.cluster is not None and act.epoch is not None:
+            self.cluster.release_soon(act.id, act.epoch)
+
+    # -- multi-node ---------------------------------------------------------------------
+
+    def drop(self, act: Activation) -> None:
+        """Let go of ``act``: this node lost its lease, and another node runs its mail now.
+
+        Turns with a commit in flight come back fenced (or committed, if they made it);
+        callers waiting on its other messages wait for the new owner's reply.
+        """
+        if act.dropped:
+            return
+        act.dropped = True
+        act.refresh = False
+        act.nudge()  # a lingering driver
+        if self.activations.find(act.id) is act:
+            self.activations.remove(act)
+        if not act.running:
+            self._hand_over(act)
+
+    def _hand_over(self, act: Activation) -> None:
+        assert self.cluster is not None
+        envelopes = [*act.mailbox, *act.parked]
+        act.mailbox.clear()
+        act.parked.clear()
+        self.queued -= len(envelopes)
+        for envelope in envelopes:
+            self.cluster.await_reply(envelope)
+
+    def drop_all(self) -> None:
+        """This node's session was lost: every lease it held may have moved."""
+        assert self.cluster is not None
+        for act in self.activations.values():
+            self.drop(act)
+        for entries in self._waiting.values():
+            for envelope, _ in entries:
+                self.queued -= 1
+                self.cluster.await_reply(envelope)
+        self._waiting.clear()
+
+    def claimed(self, actor: ActorId, epoch: int) -> None:
+        """This node holds ``actor``'s lease at ``epoch`` now: run its stored mail."""
+        act = self.activations.find(actor)
+        if act is None:
+            act = self.activations.add(actor, self._rt._specs[actor.entity], over=True)
+        if act.epoch != epoch:
+            act.epoch = epoch
+            act.loaded = False
+        act.refresh = True
+        self.activations.wake(act)
+        act.nudge()  # a lingering driver
+        self._drive_soon(act)
 
     def start_drivers(self, drivers: TaskGroup) -> None:
         """Start running turns: every activation with mail gets its driver."""
@@ -269,7 +336,11 @@ class Dispatcher:
             self._drive_soon(act)
 
     def _drive_soon(self, act: Activation) -> None:
-        if not (act.running or act.passivating) and act.mailbox and self.drivers is not None:
+        if (
+            not (act.running or act.passivating)
+            and (act.mailbox or act.refresh)
+            and self.drivers is not None
+        ):
             act.running = True
             self.working += 1
             self.drivers.start_soon(self._drive, act, name=f"actor {act.id}")
@@ -277,9 +348,13 @@ class Dispatcher:
     async def _drive(self, act: Activation) -> None:
         envelope: Envelope | None = None
         try:
-            while act.mailbox or await self._linger(act):
+            while (act.mailbox or act.refresh or await self._linger(act)) and not act.dropped:
                 if act.failures:
                     await anyio.sleep(min(_MAX_BACKOFF, 0.01 * 2**act.failures))
+                if act.refresh:
+                    await act.wait_flushed()
+                    await self._refresh(act)
+                    continue
                 head = act.mailbox[0]
                 if not act.loaded or head.record.generation > act.generation:
                     await act.wait_flushed()
@@ -344,7 +419,37 @@ class Dispatcher:
                 act.requeue(envelope)
             act.running = False
             self.working -= 1
+            if act.dropped:
+                self._hand_over(act)
             self._rest_if_idle(act)
+
+    async def _refresh(self, act: Activation) -> None:
+        """Read ``act``'s stored mailbox: messages other nodes stored join it in id order.
+
+        Runs with no commit of ``act`` in flight and no turn running, so every stored message
+        is either in the mailbox already (once this node's own commits are delivered) or new.
+        """
+        assert self.cluster is not None
+        act.refresh = False  # a wake-up that comes during the read asks for another
+        try:
+            stored = await self._rt._store.load_mailbox(act.id)
+            # This node's own commits that the read saw are delivered (to the mailbox, with
+            # their callers) before the rest is merged: none comes in twice.
+            await self._writer.caught_up(self._writer.taken)
+        except StoreError as exc:
+            act.failures += 1
+            act.refresh = True
+            log.error(
+                "mailbox_refresh_failed", entity=act.id.entity, key=act.id.key, error=str(exc)
+            )
+            return
+        if act.dropped:
+            return
+        held = {envelope.record.id for envelope in (*act.mailbox, *act.parked)}
+        for record in stored:
+            if record.id not in held:
+                self.queued += 1
+                act.requeue(Envelope(record, self.cluster.reply_for(record)))
 
     async def _linger(self, act: Activation) -> bool:
         """Whether more mail came while ``act``'s last commits were in flight.
@@ -356,7 +461,7 @@ class Dispatcher:
         if not (act.in_flight and self.submitted.get(act.id) and self.accepting_turns):
             return False
         await act.nudged()
-        return bool(act.mailbox)
+        return bool(act.mailbox or act.refresh)
 
     def _gate(self, envelope: Envelope) -> int:
         """How a turn of ``envelope`` runs its handler (see ``_solo``)."""
@@ -585,8 +690,15 @@ class Dispatcher:
             return
         assert isinstance(outcome, TurnOutcome)
         act = item.activation
-        act.committed()
+        envelope = act.committed()
         self.queued -= 1 + act.voided(item.voided, applied=outcome.applied)
+        if outcome.fenced:
+            # Another node holds the actor now: it runs this message again, and answers.
+            assert self.cluster is not None
+            self.cluster.await_reply(envelope)
+            self.drop(act)
+            self.cluster.check_session()
+            return
         try:
             self._turn_committed(item, outcome)
         finally:

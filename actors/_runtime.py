@@ -8,7 +8,9 @@ the last shutdown (or crash) is back in its actor's mailbox.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from anyio.abc import TaskGroup
 from actors import _codec, _deadlock
 from actors._activation import ActivationTable, Ending, Envelope
 from actors._clock import Clock, SystemClock, track
+from actors._cluster import Cluster
 from actors._config import RuntimeConfig, check_retention
 from actors._context import Context, read_error_info
 from actors._dead_letters import DeadLetter
@@ -71,6 +74,7 @@ from persistence import (
     Durability,
     Enqueue,
     EnqueueOutcome,
+    Leases,
     MessageKind,
     MessageRecord,
     NewMessage,
@@ -93,6 +97,7 @@ T = TypeVar("T")
 log = structlog.get_logger("actors.runtime")
 _RECOVERY_PAGE = 500
 _NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 class _Ended(Protocol):
@@ -158,6 +163,7 @@ class Runtime:
         )
         self._closed = False
         self._services: TaskGroup | None = None
+        self._cluster: Cluster | None = None
         self._writer = Writer(store, clock, max_batch=config.max_batch)
         self._dispatcher = Dispatcher(self, self._writer, ActivationTable(config.max_active))
         self._results = RecentResults(config.recent_results)
@@ -194,6 +200,7 @@ class Runtime:
         config: RuntimeConfig | None = None,
         namespace: str | None = None,
         durability: Durability = "full",
+        node_id: str | None = None,
     ) -> AsyncIterator[Runtime]:
         """Open a runtime on ``store`` for ``entities``; close it by leaving the block.
 
@@ -210,6 +217,10 @@ class Runtime:
                 crash of this process but not of the machine: the last commits before a power
                 loss or kernel crash may be lost (``synchronous=NORMAL``), for much cheaper
                 commits. Not accepted with an open store, which was opened with its own.
+            node_id: on a store shared by several nodes (``postgresql://...``), this node's
+                name in logs and in the store (default: host name and process id). Any
+                number of nodes may run on one store; each actor runs on one of them at a
+                time, and ``start``, ``ask``, ``tell`` and ``find`` work from every node.
 
         Raises:
             InvalidEntity: an entity class cannot be registered, or two share a name.
@@ -245,15 +256,30 @@ class Runtime:
             raise InvalidEntity("Runtime.open needs at least one entity type")
         if durability != "full" and not isinstance(store, str):
             raise ValueError("durability applies to a store URL; an open store keeps its own")
+        if node_id is not None and not (isinstance(node_id, str) and _NODE_ID.match(node_id)):
+            raise ValueError(
+                f"node_id must be 1 to 100 letters, digits, '_', '.', ':' or '-', got {node_id!r}"
+            )
         owned = isinstance(store, str)
         opened = await open_store(store, durability=durability) if isinstance(store, str) else store
         try:
+            if node_id is not None and not isinstance(opened, Leases):
+                raise ValueError(
+                    "node_id applies to a store that several nodes share (postgresql://...)"
+                )
             rt = cls(
                 opened,
                 specs,
                 clock or SystemClock(),
                 config if config is not None else RuntimeConfig(),
             )
+            if isinstance(opened, Leases):
+                rt._cluster = Cluster(
+                    rt,
+                    opened,
+                    node=node_id or f"{socket.gethostname()}-{os.getpid()}",
+                    lease=rt.config.lease.total_seconds(),
+                )
             async with rt._running():
                 yield rt
         finally:
@@ -265,6 +291,11 @@ class Runtime:
         try:
             async with anyio.create_task_group() as services:
                 self._services = services
+                cluster = self._cluster
+                if cluster is not None:
+                    await self._opening(cluster.join)
+                    self._writer.prepare = cluster.prepare
+                    self._dispatcher.cluster = cluster
                 await services.start(self._writer.run)
                 await services.start(self._retention.run)
                 untrack = track(self.clock, self._quiet)
@@ -273,10 +304,15 @@ class Runtime:
                         # Recovery only fills mailboxes; no turn runs until every stored
                         # message is back in order, or a recovered turn's outgoing message
                         # could overtake (and be delivered again with) older stored mail.
-                        await self._recover()
+                        if cluster is None:
+                            await self._recover()
+                        else:
+                            await self._opening(cluster.take_over)
                         self._dispatcher.start_drivers(drivers)
                         await drivers.start(self._timers.run)
                         await drivers.start(self._passivation.run)
+                        if cluster is not None:
+                            await drivers.start(cluster.run)
                         log.info("runtime_opened", entities=sorted(self._specs))
                         try:
                             yield
@@ -296,6 +332,9 @@ class Runtime:
                     self._writer.cancel()
                     with anyio.CancelScope(shield=True):
                         await self._writer.stopped.wait()
+                        if cluster is not None:
+                            with anyio.move_on_after(limit):
+                                await cluster.leave()
                     self._dispatcher.abandon()
                     self._services = None
                     services.cancel_scope.cancel()

@@ -56,6 +56,8 @@ class TurnResult:
     envelope: Envelope
     reply: Any = None
     error: ActorsError | None = None
+    # The reply encoded, for a caller on another node (multi-node).
+    data: bytes | None = None
 
     @property
     def voided(self) -> tuple[str, ...]:
@@ -70,10 +72,11 @@ def _result(
     *,
     reply: Any = None,
     error: ActorsError | None = None,
+    data: bytes | None = None,
 ) -> TurnResult:
     if commit is None:
         commit = TurnCommit(actor=act.id, generation=act.generation, consumed=env.record.id)
-    return TurnResult(commit, act, act.incarnation, env, reply=reply, error=error)
+    return TurnResult(commit, act, act.incarnation, env, reply=reply, error=error, data=data)
 
 
 async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
@@ -115,6 +118,7 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
         handler=handler.name,
         status=act.status,
         duplicate=duplicate,
+        epoch=act.epoch,
     )
     what = f"{act.spec.name}.{handler.name}"
     try:
@@ -196,7 +200,7 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
         handler=handler.name,
         completed=None if completion is None else completion.status.value,
     )
-    return _result(act, env, commit, reply=reply)
+    return _result(act, env, commit, reply=reply, data=data)
 
 
 def _cancel(act: Activation, env: Envelope) -> TurnResult:

@@ -13,7 +13,7 @@ one item at a time, so that only the item the store cannot take fails.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from persistence import (
     RetryDeadLetter,
     Store,
     StoreError,
+    WriteItem,
     WriteOutcome,
 )
 
@@ -72,6 +73,8 @@ class Writer:
         self._store = store
         self._clock = clock
         self.host: CommitHost | None = None
+        # Multi-node: how an item is written (its caller's session, its lease's epoch).
+        self.prepare: Callable[[Item], WriteItem] | None = None
         self.stopped = anyio.Event()
         self._max_batch = max_batch
         # Unbounded: submit() must not await, so that a turn is queued atomically with its
@@ -83,6 +86,10 @@ class Writer:
         self.items = 0
         # Submitted items not yet handed back (committed, failed or dropped).
         self.pending = 0
+        # Batches taken, and batches whose outcomes have been handed back (see caught_up).
+        self.taken = 0
+        self.handed_back = 0
+        self._handed: anyio.Event | None = None
 
     def submit(self, item: Item) -> None:
         """Queue ``item`` for the next commit. Raises ``anyio.ClosedResourceError`` once closed."""
@@ -125,10 +132,27 @@ class Writer:
                     batch.append(self._receive.receive_nowait())
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
+            self.taken += 1
             try:
                 await self._commit(batch)
             finally:
                 self.pending -= len(batch)
+                self.handed_back += 1
+                if self._handed is not None:
+                    self._handed.set()
+                    self._handed = None
+
+    async def caught_up(self, taken: int) -> None:
+        """Wait until the first ``taken`` batches have been handed back (or the writer stops).
+
+        A reader of the store that must see this process's own commits delivered (as well
+        as stored) takes ``taken`` after its read: every batch committed before the read was
+        taken before it returned.
+        """
+        while self.handed_back < taken and not self.stopped.is_set():
+            if self._handed is None:
+                self._handed = anyio.Event()
+            await self._handed.wait()
 
     async def _commit(self, batch: list[Item]) -> None:
         # Turns of an activation reset after a failed commit were built on state that was
@@ -141,7 +165,15 @@ class Writer:
         if not live:
             return
         assert self.host is not None, "the runtime sets the host before starting the writer"
-        writes = [item.item if isinstance(item, Request) else item.commit for item in live]
+        prepare = self.prepare
+        writes = [
+            prepare(item)
+            if prepare is not None
+            else item.item
+            if isinstance(item, Request)
+            else item.commit
+            for item in live
+        ]
         try:
             outcomes = await retrying(
                 lambda: self._store.write(writes, now=self._clock.now()), what="write"
