@@ -78,6 +78,8 @@ class Activation:
     epoch: int | None = None
     refresh: bool = False
     dropped: bool = False
+    # The message whose turn the driver is running (its handler, or its hand-off).
+    current: Envelope | None = None
 
     @property
     def idle(self) -> bool:
@@ -212,8 +214,10 @@ class ActivationTable:
         return activation
 
     def remove(self, activation: Activation) -> None:
-        self._idle.pop(activation.id, None)
-        del self._table[activation.id]
+        """Forget ``activation`` (not another activation of its actor that replaced it)."""
+        if self._table.get(activation.id) is activation:
+            self._idle.pop(activation.id, None)
+            del self._table[activation.id]
 
     def rest(self, activation: Activation, now: float) -> None:
         """``activation`` has no work since ``now``: it becomes the most recently used idle one."""

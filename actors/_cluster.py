@@ -28,7 +28,7 @@ from actors._context import ADOPT, SUPERSEDE, error_info, read_error_info
 from actors._future import Future
 from actors._turn import READMIT, TurnResult
 from actors._writer import Item, Request
-from actors.errors import ActorCompleted, ActorNotFound, HandlerFailed
+from actors.errors import ActorCompleted, ActorNotFound, HandlerFailed, RuntimeClosed
 from persistence import (
     ActorId,
     Admit,
@@ -69,6 +69,9 @@ class Cluster:
         self._sessions: set[int] = set()
         # Messages whose caller waits here while another node handles them, by id.
         self._pending: dict[int, Envelope] = {}
+        # First messages of idempotency keys that callers here repeated (Dispatcher's
+        # followers), with their generation: their kept reply answers those callers.
+        self._followed: dict[int, tuple[MessageRecord, int]] = {}
         # Replies taken before their caller was known to wait here (a caller learns that its
         # message runs elsewhere only when its own commit is fenced), with when they came.
         self._early: dict[int, tuple[float, ReplyRecord]] = {}
@@ -109,6 +112,12 @@ class Cluster:
         if total:
             log.info("actors_taken_over", node=self.node, count=total)
         return total
+
+    async def _take_over_now(self) -> None:
+        try:
+            await self.take_over()
+        except StoreError as exc:
+            log.warning("take_over_failed", node=self.node, error=str(exc))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep the session live, and look now and then for what notifications missed."""
@@ -165,6 +174,7 @@ class Cluster:
             await self._take_replies()
             self._unanswered(gone)
             await self._check_ended()
+            await self._check_followed()
         except StoreError as exc:
             log.warning("cluster_poll_failed", node=self.node, error=str(exc))
         self._rt._timers.alarm.wake_by(self._rt.clock.now())  # other nodes' timers
@@ -191,6 +201,8 @@ class Cluster:
                 self._soon(self._take_replies)
         elif isinstance(notification, Ended):
             self._ended(notification.actor, notification.generation, notification.status)
+        else:  # Orphaned: a node left
+            self._soon(self._take_over_now)
 
     def _soon(self, task: Any, *args: Any) -> None:
         if self._tasks is not None:
@@ -219,20 +231,13 @@ class Cluster:
         if epoch is not None:
             self._rt._dispatcher.claimed(actor, epoch)
 
-    def release_soon(self, actor: ActorId, epoch: int) -> None:
-        """An activation was passivated: give its lease up, so any node may take it."""
-        self._soon(self._release, actor, epoch)
-
-    async def _release(self, actor: ActorId, epoch: int) -> None:
-        if self._rt._dispatcher.activations.find(actor) is not None:
-            return  # active again meanwhile
+    async def release(self, actor: ActorId, epoch: int) -> bool:
+        """Give the lease of a passivating actor up; whether it was (errors: not)."""
         try:
-            released = await self._leases.release(actor, epoch)
+            return await self._leases.release(actor, epoch)
         except StoreError as exc:
             log.warning("release_failed", entity=actor.entity, key=actor.key, error=str(exc))
-            return
-        if not released:
-            self._mail(actor)  # mail came meanwhile: it is still ours to run
+            return False
 
     # -- replies ---------------------------------------------------------------------------
 
@@ -248,7 +253,7 @@ class Cluster:
             return write
         commit = item.commit
         reply_to = item.envelope.record.reply_to
-        changes: dict[str, Any] = {"epoch": item.activation.epoch}
+        changes: dict[str, Any] = {"epoch": item.epoch}
         if reply_to is not None:
             if reply_to not in self._sessions:
                 changes["replies"] = (self._reply(item, reply_to),)
@@ -302,6 +307,52 @@ class Cluster:
         else:
             self._pending[envelope.record.id] = envelope
 
+    def follow(self, first: MessageRecord, generation: int) -> None:
+        """Callers here repeated ``first``'s idempotency key while it was not handled yet.
+
+        The node that handles it answers them if it is this one; if not, the safety poll
+        finds the reply it kept.
+        """
+        self._followed[first.id] = (first, generation)
+
+    async def _check_followed(self) -> None:
+        followers = self._rt._dispatcher._followers
+        for message in [m for m in self._followed if m not in followers]:
+            del self._followed[message]  # answered here
+        if not self._followed:
+            return
+        ids = list(self._followed)
+        # Which are still waiting, before reading the kept replies: one handled between the
+        # two reads has its reply kept by then.
+        waiting = await self._leases.unhandled(ids)
+        kept = await self._leases.kept_replies(ids)
+        for message in ids:
+            if message in waiting:
+                continue
+            first, generation = self._followed.pop(message)
+            callers = followers.pop(message, [])
+            stored = kept.get(message)
+            for caller in callers:
+                if stored is not None:
+                    spec = self._rt._specs[first.entity]
+                    self._rt._answer_stored(caller, spec, first, generation, stored)
+                else:
+                    caller.fail(
+                        ActorNotFound(
+                            f"message {message} to {first.entity}/{first.key} is no longer"
+                            " stored (dead-lettered, or dropped with its generation)"
+                        )
+                    )
+
+    def abandon(self) -> None:
+        """The runtime is closing: callers here waiting on other nodes get ``RuntimeClosed``."""
+        closed = RuntimeClosed("the runtime closed before the answer was ready")
+        for envelope in self._pending.values():
+            if envelope.reply is not None:
+                envelope.reply.fail(closed)
+        self._pending.clear()
+        self._early.clear()
+
     def reply_for(self, record: MessageRecord) -> Future[Any] | None:
         """The waiting caller of a stored message this node is about to run, if here."""
         if record.reply_to not in self._sessions:
@@ -351,31 +402,37 @@ class Cluster:
             self._rt._dispatcher._adopters[(actor, row.adopt)].append(reply)
             self._soon(self._settle_ended, actor, row.adopt)
             return
-        spec = self._rt._specs[actor.entity]
+        # The caller, and callers here that repeated its idempotency key meanwhile.
+        callers = [reply, *self._rt._dispatcher._followers.pop(record.id, ())]
+        try:
+            value = self._decode(row, record)
+        except Exception as exc:
+            for caller in callers:
+                caller.fail(exc)
+        else:
+            for caller in callers:
+                caller.set(value)
+
+    def _decode(self, row: ReplyRecord, record: MessageRecord) -> Any:
+        """The reply ``row`` holds for ``record``; raises the error it holds."""
+        spec = self._rt._specs[record.entity]
         if row.error_kind == "ActorCompleted":
-            status = (row.error or b"").decode()
-            reply.fail(
-                ActorCompleted(
-                    entity=actor.entity,
-                    key=actor.key,
-                    generation=record.generation,
-                    status=status,
-                )
+            raise ActorCompleted(
+                entity=record.entity,
+                key=record.key,
+                generation=record.generation,
+                status=(row.error or b"").decode(),
             )
-            return
         if row.error is not None:
             error_type, message = read_error_info(row.error)
-            reply.fail(
-                HandlerFailed(
-                    entity=actor.entity,
-                    key=actor.key,
-                    generation=record.generation,
-                    handler=record.handler,
-                    error_type=error_type,
-                    error_message=message,
-                )
+            raise HandlerFailed(
+                entity=record.entity,
+                key=record.key,
+                generation=record.generation,
+                handler=record.handler,
+                error_type=error_type,
+                error_message=message,
             )
-            return
         if row.handler == _CANCEL_TAG:
             reply_type: Any = bool
         elif row.handler == _DUPLICATE_TAG and spec.on_duplicate is not None:
@@ -383,10 +440,7 @@ class Cluster:
         else:
             reply_type = spec.handler(row.handler or record.handler).reply_type
         what = f"reply of {spec.name}.{row.handler}"
-        try:
-            reply.set(_codec.decode(row.reply or b"null", reply_type, what=what))
-        except Exception as exc:
-            reply.fail(exc)
+        return _codec.decode(row.reply or b"null", reply_type, what=what)
 
     # -- ends of generations ---------------------------------------------------------------
 

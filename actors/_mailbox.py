@@ -154,8 +154,11 @@ class Dispatcher:
                 return envelope
             act = self._admit(actor, over=awaited)
         if cluster is not None and act.epoch != record.epoch:
+            # Claimed anew (after a release): other nodes may have run it meanwhile, and
+            # stored mail before this claim.
             act.epoch = record.epoch
-            act.refresh = not created  # other nodes may have stored mail before this claim
+            if not created:
+                act.loaded, act.refresh = False, True
         self._put(act, envelope, created)
         return envelope
 
@@ -195,8 +198,10 @@ class Dispatcher:
         """A new activation of ``actor``, with the messages that waited for it (if any)."""
         act = self.activations.add(actor, self._rt._specs[actor.entity], over=over)
         for envelope, created in self._waiting.pop(actor, ()):
-            if act.epoch != envelope.record.epoch:
-                act.epoch, act.refresh = envelope.record.epoch, not created
+            if self.cluster is not None and act.epoch != envelope.record.epoch:
+                act.epoch = envelope.record.epoch
+                if not created:
+                    act.loaded, act.refresh = False, True
             self._put(act, envelope, created)
         return act
 
@@ -233,9 +238,13 @@ class Dispatcher:
         return next_due
 
     def passivate(self, act: Activation) -> None:
-        """Drop the idle ``act`` from memory, after its ``on_passivate`` hook if it has one."""
+        """Drop the idle ``act`` from memory, after its ``on_passivate`` hook if it has one.
+
+        Multi-node: its lease is released first, so that any node may run it next.
+        """
         self.activations.wake(act)  # no longer a candidate
-        if not _retiring(act) or self.drivers is None:
+        leased = self.cluster is not None and act.epoch is not None
+        if not (_retiring(act) or leased) or self.drivers is None:
             self._dropped(act)
             return
         act.passivating = True
@@ -246,11 +255,24 @@ class Dispatcher:
     async def _run_passivate(self, act: Activation) -> None:
         try:
             await self._retire(act)
+            epoch = act.epoch
+            # While the release runs, the activation stays in the table: mail that comes
+            # waits in its mailbox (it holds the lease, or claims it anew: a new epoch).
+            if (
+                self.cluster is not None
+                and epoch is not None
+                and not act.mailbox
+                and await self.cluster.release(act.id, epoch)
+                and act.epoch == epoch
+            ):
+                act.epoch = None
         finally:
             self.working -= 1
             self._passivating -= 1
             act.passivating = False
-            if act.mailbox:
+            if act.dropped:
+                pass  # the session was lost meanwhile: drop() has handed everything over
+            elif act.mailbox or act.refresh:
                 # Mail came while the hook ran: the next instance loads for it.
                 act.loaded = False
                 self._drive_soon(act)
@@ -275,8 +297,6 @@ class Dispatcher:
         self.activations.remove(act)
         self.passivated += 1
         log.debug("actor_passivated", entity=act.id.entity, key=act.id.key)
-        if self.cluster is not None and act.epoch is not None:
-            self.cluster.release_soon(act.id, act.epoch)
 
     # -- multi-node ---------------------------------------------------------------------
 
@@ -291,10 +311,13 @@ class Dispatcher:
         act.dropped = True
         act.refresh = False
         act.nudge()  # a lingering driver
-        if self.activations.find(act.id) is act:
-            self.activations.remove(act)
-        if not act.running:
-            self._hand_over(act)
+        self.activations.remove(act)
+        self._hand_over(act)
+        assert self.cluster is not None
+        # Turns in flight or running come back fenced (their callers then wait for the new
+        # owner too); registered now, so that a new activation here finds their callers.
+        for envelope in (*act.in_flight, *([act.current] if act.current else [])):
+            self.cluster.await_reply(envelope)
 
     def _hand_over(self, act: Activation) -> None:
         assert self.cluster is not None
@@ -320,10 +343,11 @@ class Dispatcher:
         """This node holds ``actor``'s lease at ``epoch`` now: run its stored mail."""
         act = self.activations.find(actor)
         if act is None:
-            act = self.activations.add(actor, self._rt._specs[actor.entity], over=True)
+            # With the messages that waited for room, if any: they are this node's to run.
+            act = self._admit(actor, over=True)
         if act.epoch != epoch:
             act.epoch = epoch
-            act.loaded = False
+            act.loaded = False  # other nodes may have run it since this state was read
         act.refresh = True
         self.activations.wake(act)
         act.nudge()  # a lingering driver
@@ -387,6 +411,7 @@ class Dispatcher:
                     self.solo.running += 1  # the fast path of Solo.enter
                 else:
                     await self._enter(gate, envelope)
+                act.current = envelope
                 try:
                     incarnation = act.incarnation
                     if envelope.record.generation == act.generation:
@@ -412,6 +437,7 @@ class Dispatcher:
                     if result.envelope.record.attempts:
                         await act.wait_flushed()
                 finally:
+                    act.current = None
                     self._leave(gate)
                 await anyio.lowlevel.checkpoint()
         finally:
@@ -683,6 +709,8 @@ class Dispatcher:
             ):
                 self._followers[outcome.repeat_of.id].append(item.reply)
                 first = outcome.repeat_of
+                if self.cluster is not None:
+                    self.cluster.follow(first, outcome.generation)
                 actor = ActorId(entity=first.entity, key=first.key)
                 if actor in self._waiting and any(not link.done for link in item.chain):
                     # A running turn waits on that message: let its actor in over the cap.
@@ -693,8 +721,16 @@ class Dispatcher:
         envelope = act.committed()
         self.queued -= 1 + act.voided(item.voided, applied=outcome.applied)
         if outcome.fenced:
-            # Another node holds the actor now: it runs this message again, and answers.
             assert self.cluster is not None
+            if item.epoch != act.epoch and not act.dropped:
+                # Run under a lease this node gave up and has taken again since: the message
+                # is still stored, and runs again here on the state as stored now.
+                self.queued += 1
+                act.requeue(envelope)
+                act.loaded = False
+                self._drive_soon(act)
+                return
+            # Another node holds the actor now: it runs this message again, and answers.
             self.cluster.await_reply(envelope)
             self.drop(act)
             self.cluster.check_session()
@@ -831,3 +867,5 @@ class Dispatcher:
         self._waiters.clear()
         self._followers.clear()
         self._adopters.clear()
+        if self.cluster is not None:
+            self.cluster.abandon()

@@ -82,6 +82,7 @@ from persistence import (
     RetryOutcome,
     Status,
     Store,
+    StoredReply,
     StoreError,
     WriteOutcome,
     open_store,
@@ -921,19 +922,32 @@ class Runtime:
         if stored is None:
             return None
         answer: Future[Any] = Future()
+        self._answer_stored(answer, spec, first, outcome.generation, stored)
+        return answer
+
+    def _answer_stored(
+        self,
+        answer: Future[Any],
+        spec: EntitySpec,
+        first: MessageRecord,
+        generation: int,
+        stored: StoredReply,
+    ) -> None:
+        """Answer ``answer`` with the reply kept for ``first`` (an idempotency key's)."""
+        name = first.handler
         if stored.error is not None:
             error_type, message = read_error_info(stored.error)
             answer.fail(
                 HandlerFailed(
-                    entity=ref.entity,
-                    key=ref.key,
-                    generation=outcome.generation,
+                    entity=first.entity,
+                    key=first.key,
+                    generation=generation,
                     handler=name,
                     error_type=error_type,
                     error_message=message,
                 )
             )
-            return answer
+            return
         what = f"stored reply of {spec.name}.{name}"
         try:
             answer.set(
@@ -941,7 +955,6 @@ class Runtime:
             )
         except InvalidPayload as exc:
             answer.fail(exc)
-        return answer
 
     async def _ask(
         self,

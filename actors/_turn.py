@@ -58,6 +58,8 @@ class TurnResult:
     error: ActorsError | None = None
     # The reply encoded, for a caller on another node (multi-node).
     data: bytes | None = None
+    # Multi-node: the epoch of the lease the turn ran under.
+    epoch: int | None = None
 
     @property
     def voided(self) -> tuple[str, ...]:
@@ -76,7 +78,9 @@ def _result(
 ) -> TurnResult:
     if commit is None:
         commit = TurnCommit(actor=act.id, generation=act.generation, consumed=env.record.id)
-    return TurnResult(commit, act, act.incarnation, env, reply=reply, error=error, data=data)
+    return TurnResult(
+        commit, act, act.incarnation, env, reply=reply, error=error, data=data, epoch=act.epoch
+    )
 
 
 async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:

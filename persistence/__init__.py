@@ -7,7 +7,7 @@ The runtime (``actors``) imports only the names exported here. This package neve
 from __future__ import annotations
 
 from persistence._open import DURABILITIES, Durability, open_store
-from persistence.cluster import Ended, Leases, MailFor, Notification, RepliesReady
+from persistence.cluster import Ended, Leases, MailFor, Notification, Orphaned, RepliesReady
 from persistence.errors import (
     InvalidStoreUrl,
     SchemaTooNew,
@@ -85,6 +85,7 @@ __all__ = [
     "NewTimer",
     "Notification",
     "Op",
+    "Orphaned",
     "Query",
     "RepliesReady",
     "Reply",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from persistence.cluster import Ended, MailFor, Notification, RepliesReady
+from persistence.cluster import Ended, MailFor, Notification, Orphaned, RepliesReady
 from persistence.records import ActorId, Reply, Status
 
 __all__ = ["Lease", "Ownership", "parse_notice"]
@@ -102,6 +102,8 @@ def parse_notice(payload: str) -> Notification | None:
     kind, rest = payload[:1], payload[1:]
     if kind == "r":
         return RepliesReady()
+    if kind == "o":
+        return Orphaned()
     parts = rest.split(_SEP)
     if kind == "m" and len(parts) == 2:
         return MailFor(ActorId(entity=parts[0], key=parts[1]))

@@ -65,8 +65,9 @@ WHERE session = $1 AND expires_at > clock_timestamp()
 RETURNING session
 """
 LEAVE = """
-WITH gone AS (DELETE FROM leases WHERE session = $1)
-DELETE FROM sessions WHERE session = $1
+WITH gone AS (DELETE FROM leases WHERE session = $1),
+     ended AS (DELETE FROM sessions WHERE session = $1)
+SELECT pg_notify($2, 'o')
 """
 ORPHANS = """
 SELECT DISTINCT m.entity, m.key FROM messages AS m
@@ -86,6 +87,9 @@ RELEASE = """
 DELETE FROM leases
 WHERE entity = $1 AND key = $2 AND session = $3 AND epoch = $4
   AND NOT EXISTS (SELECT 1 FROM messages WHERE entity = $1 AND key = $2 AND NOT done)
+"""
+KEPT_REPLIES = """
+SELECT id, reply, reply_error FROM messages WHERE id = ANY($1::bigint[]) AND done
 """
 TAKE_REPLIES = """
 DELETE FROM replies WHERE session = ANY($1::bigint[])

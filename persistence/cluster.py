@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from persistence.records import ActorId, ReplyRecord, Status
+from persistence.records import ActorId, ReplyRecord, Status, StoredReply
 
-__all__ = ["Ended", "Leases", "MailFor", "Notification", "RepliesReady"]
+__all__ = ["Ended", "Leases", "MailFor", "Notification", "Orphaned", "RepliesReady"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,12 @@ class Ended:
     status: Status
 
 
-Notification = MailFor | RepliesReady | Ended
+@dataclass(frozen=True, slots=True)
+class Orphaned:
+    """A node left (sent to every session): its actors with mail are anyone's to take."""
+
+
+Notification = MailFor | RepliesReady | Ended | Orphaned
 """A wake-up a store with leases sends to a session (see :meth:`Leases.join`)."""
 
 
@@ -81,7 +86,10 @@ class Leases(Protocol):
         ...
 
     async def leave(self) -> None:
-        """End the session: release every lease it holds, so other nodes take over at once."""
+        """End the session: release every lease it holds, and wake the other sessions.
+
+        They hear :class:`Orphaned`, and take its actors that have mail over at once.
+        """
         ...
 
     async def claim(self, actors: Sequence[ActorId]) -> dict[ActorId, int]:
@@ -111,6 +119,10 @@ class Leases(Protocol):
 
     async def unhandled(self, messages: Sequence[int]) -> set[int]:
         """Which of ``messages`` are stored and not handled yet."""
+        ...
+
+    async def kept_replies(self, messages: Sequence[int]) -> dict[int, StoredReply]:
+        """The replies kept for those of ``messages`` that were handled (idempotency keys)."""
         ...
 
     async def take_replies(self) -> list[ReplyRecord]:

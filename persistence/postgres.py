@@ -391,7 +391,11 @@ class PostgresStore:
         self._listener = None
         try:
             if member is not None:
-                await self._write(lambda conn: conn.execute(_pg_cluster.LEAVE, member.session))
+                await self._write(
+                    lambda conn: conn.execute(
+                        _pg_cluster.LEAVE, member.session, member.ended_channel
+                    )
+                )
         finally:
             if listening is not None:
                 with contextlib.suppress(Exception):
@@ -446,6 +450,14 @@ class PostgresStore:
             return set()
         ids = sorted(messages)
         return await self._run(lambda conn: _still(conn, "messages", ids, " AND NOT done"))
+
+    async def kept_replies(self, messages: Sequence[int]) -> dict[int, StoredReply]:
+        """See :meth:`persistence.Leases.kept_replies`."""
+        if not messages:
+            return {}
+        sql, ids = _pg_cluster.KEPT_REPLIES, sorted(messages)
+        rows = await self._run(lambda conn: conn.fetch(sql, ids))
+        return {mid: StoredReply(reply=reply, error=error) for mid, reply, error in rows}
 
     async def take_replies(self) -> list[ReplyRecord]:
         """See :meth:`persistence.Leases.take_replies`."""

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.postgres import require_server
+
 ROOT = Path(__file__).resolve().parents[1]
 # line prefix: the figures that line must name (their values are timings, not checked)
 LIFECYCLE = {
@@ -117,3 +119,25 @@ def test_the_suite_runs_every_workload_at_both_durabilities_and_verifies_them(
     for durability in DURABILITIES:
         check_verified_series(data["ceilings"]["sqlite"][durability], CEILING_FIGURES["sqlite"])
     check_verified_series(data["ceilings"]["asyncio"], CEILING_FIGURES["asyncio"])
+
+
+def test_the_quick_multinode_benchmark_verifies_and_prints_both_layouts(tmp_path: Path) -> None:
+    """``python -m benchmarks.multinode --quick``: 1 node and 3, each run checked, and a ratio."""
+    require_server()
+    report = tmp_path / "multinode.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.multinode", "--quick", "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("1 node, 2,000 asks over 100 actors median of 1: msgs_per_s ")
+    assert lines[1].startswith("3 nodes, 2,000 asks over 100 actors median of 1: msgs_per_s ")
+    assert lines[2].startswith("3 nodes / 1 node: ")
+    figures: dict[str, Any] = json.loads(report.read_text())
+    assert figures["all_verified"] is True
+    assert set(figures["median_msgs_per_s"]) == {"1", "3"}

@@ -122,6 +122,7 @@ PERSISTENCE_ALL = [
     "NewTimer",
     "Notification",
     "Op",
+    "Orphaned",
     "Query",
     "RepliesReady",
     "Reply",
