@@ -21,11 +21,20 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from persistence._attributes import from_sql, to_sql
+from persistence._query_terms import (
+    COMPARE,
+    FAMILY,
+    SUMMARY_COLUMNS,
+    Select,
+    check_arity,
+    epoch,
+    prefix_end,
+    time_column,
+)
 from persistence.records import (
     ActorSummary,
     AttributeValue,
@@ -49,25 +58,6 @@ __all__ = [
 ]
 
 _ESCAPED = re.compile("\x01([\x01\x02])")
-
-# The stored type tags a condition value of each tag may match (its family).
-_FAMILY: dict[str, tuple[str, ...]] = {
-    "int": ("int", "float"),
-    "float": ("int", "float"),
-    "bool": ("bool",),
-    "str": ("str",),
-    "datetime": ("datetime",),
-}
-_TIME_COLUMNS = {
-    "created_at": "a.created_at",
-    "updated_at": "a.updated_at",
-    "completed_at": "a.completed_at",
-}
-_COMPARE = {Op.EQ: "=", Op.GT: ">", Op.GE: ">=", Op.LT: "<", Op.LE: "<="}
-_ARITY = {Op.BETWEEN: 2, Op.EXISTS: 0, Op.MISSING: 0} | dict.fromkeys((*_COMPARE, Op.PREFIX), 1)
-_MAX_CODE_POINT = 0x10FFFF
-_SURROGATES = range(0xD800, 0xE000)  # not encodable as UTF-8: never in a stored string
-_SUMMARY_COLUMNS = "a.key, a.generation, a.status, a.created_at, a.updated_at, a.completed_at"
 
 
 def escape(text: str) -> str:
@@ -106,14 +96,6 @@ def decode_value(tag: str, num: Decimal | int, text: str) -> AttributeValue:
     if tag == "float":
         return float(num)
     return from_sql(tag, int(num))
-
-
-@dataclass(frozen=True, slots=True)
-class Select:
-    """One statement to run: its SQL text and its parameters, in order."""
-
-    sql: str
-    params: tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -157,14 +139,14 @@ def find(query: Query) -> Select:
             its operator.
     """
     builder = _filtered(query)
-    columns = _SUMMARY_COLUMNS
+    columns = SUMMARY_COLUMNS
     sort: list[str] = []
     if query.order_attribute:
         alias = builder.join(query.order_by)
         columns += f", {alias}.value_type, {alias}.num, {alias}.str"
         sort = [f"({alias}.value_type = 'str')", f"{alias}.num", f"{alias}.str"]
     elif query.order_by != "key":
-        column = _time_column(query.order_by)
+        column = time_column(query.order_by)
         columns += f", {column}"
         sort = [column]
         if query.order_by == "completed_at":
@@ -242,7 +224,7 @@ def _filtered(query: Query) -> _Builder:
     builder.where.append(f"a.entity = {builder.param(escape(query.entity))}")
     builder.where.append(f"(a.expires_at IS NULL OR a.expires_at > {builder.param(query.now)})")
     for condition in query.attributes:
-        _check_arity(condition)
+        check_arity(condition)
         if condition.op is Op.MISSING:
             name = builder.param(escape(condition.field))
             builder.where.append(
@@ -254,8 +236,8 @@ def _filtered(query: Query) -> _Builder:
         if condition.op is not Op.EXISTS:
             _attribute_term(builder, alias, condition)
     for condition in query.times:
-        _check_arity(condition)
-        _time_term(builder, _time_column(condition.field), condition)
+        check_arity(condition)
+        _time_term(builder, time_column(condition.field), condition)
     if query.statuses:
         statuses = sorted(status.value for status in query.statuses)
         builder.where.append(f"a.status = ANY({builder.param(statuses)}::text[])")
@@ -274,10 +256,10 @@ def _attribute_term(builder: _Builder, alias: str, condition: Condition) -> None
         groups: dict[tuple[str, ...], list[Any]] = {}
         for item in condition.values:
             tag, num, text = encode_value(item)
-            groups.setdefault(_FAMILY[tag], []).append(text if tag == "str" else num)
+            groups.setdefault(FAMILY[tag], []).append(text if tag == "str" else num)
         parts: list[str] = []
         for family, values in groups.items():
-            column, array = ("str", "text[]") if family == _FAMILY["str"] else ("num", "numeric[]")
+            column, array = ("str", "text[]") if family == FAMILY["str"] else ("num", "numeric[]")
             parts.append(
                 f"({_family_term(builder, alias, family)}"
                 f" AND {alias}.{column} = ANY({builder.param(values)}::{array}))"
@@ -286,8 +268,8 @@ def _attribute_term(builder: _Builder, alias: str, condition: Condition) -> None
         return
     encoded = [encode_value(item) for item in condition.values]
     tags = [tag for tag, _, _ in encoded]
-    family = _FAMILY[tags[0]]
-    if any(_FAMILY[tag] != family for tag in tags):
+    family = FAMILY[tags[0]]
+    if any(FAMILY[tag] != family for tag in tags):
         raise ValueError(f"the values of {condition} are not of one kind")
     builder.where.append(_family_term(builder, alias, family))
     is_str = tags[0] == "str"
@@ -300,14 +282,14 @@ def _attribute_term(builder: _Builder, alias: str, condition: Condition) -> None
         prefix = condition.values[0]
         assert isinstance(prefix, str)  # a string: its tag is "str"
         builder.where.append(f"{column} >= {builder.param(escape(prefix))}")
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         if end is not None:
             builder.where.append(f"{column} < {builder.param(escape(end))}")
     elif condition.op is Op.BETWEEN:
         low, high = (builder.param(operand) for operand in operands)
         builder.where.append(f"{column} >= {low} AND {column} <= {high}")
     else:
-        builder.where.append(f"{column} {_COMPARE[condition.op]} {builder.param(operands[0])}")
+        builder.where.append(f"{column} {COMPARE[condition.op]} {builder.param(operands[0])}")
 
 
 def _time_term(builder: _Builder, column: str, condition: Condition) -> None:
@@ -317,41 +299,16 @@ def _time_term(builder: _Builder, column: str, condition: Condition) -> None:
         case Op.MISSING:
             builder.where.append(f"{column} IS NULL")
         case Op.BETWEEN:
-            low, high = (builder.param(_epoch(value)) for value in condition.values)
+            low, high = (builder.param(epoch(value)) for value in condition.values)
             builder.where.append(f"{column} BETWEEN {low} AND {high}")
         case Op.IN:
-            times = [_epoch(value) for value in condition.values]
+            times = [epoch(value) for value in condition.values]
             builder.where.append(f"{column} = ANY({builder.param(times)}::float8[])")
         case Op.PREFIX:
             raise ValueError(f"{condition}: a time has no prefix")
         case _:
-            value = builder.param(_epoch(condition.values[0]))
-            builder.where.append(f"{column} {_COMPARE[condition.op]} {value}")
-
-
-def _check_arity(condition: Condition) -> None:
-    given = len(condition.values)
-    expected = _ARITY.get(condition.op)
-    if (expected is None and given < 1) or (expected is not None and given != expected):
-        raise ValueError(f"{condition}: wrong number of values for {condition.op.name}")
-
-
-def _time_column(name: str) -> str:
-    """The column of a time field: a fixed fragment, never the caller's text."""
-    try:
-        return _TIME_COLUMNS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown time field {name!r} (expected one of {', '.join(_TIME_COLUMNS)})"
-        ) from None
-
-
-def _epoch(value: AttributeValue) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(f"a time is epoch seconds, got {value!r}")
+            value = builder.param(epoch(condition.values[0]))
+            builder.where.append(f"{column} {COMPARE[condition.op]} {value}")
 
 
 def _cursor_values(query: Query, value: SortValue) -> list[Any]:
@@ -363,20 +320,4 @@ def _cursor_values(query: Query, value: SortValue) -> list[Any]:
     if query.order_attribute:
         tag, num, text = encode_value(value)
         return [tag == "str", num, text]
-    return [_epoch(value)]
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix``; ``None`` if none is.
-
-    The last code point that can grow grows by one (skipping surrogates); code points at the
-    maximum after it are dropped. A prefix of maximal code points only has no upper bound.
-    """
-    for index in range(len(prefix) - 1, -1, -1):
-        point = ord(prefix[index])
-        if point < _MAX_CODE_POINT:
-            point += 1
-            if point in _SURROGATES:
-                point = _SURROGATES.stop
-            return prefix[:index] + chr(point)
-    return None
+    return [epoch(value)]

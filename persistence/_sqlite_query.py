@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from persistence._attributes import SqlValue, from_sql, to_sql
+from persistence._query_terms import (
+    COMPARE,
+    FAMILY,
+    SUMMARY_COLUMNS,
+    Select,
+    check_arity,
+    epoch,
+    prefix_end,
+    time_column,
+)
 from persistence.records import (
     ActorSummary,
     AttributeValue,
@@ -28,33 +37,6 @@ from persistence.records import (
 __all__ = ["Select", "attributes_of", "count", "find", "summaries"]
 
 _KEY_CHUNK = 500  # keys per attribute lookup: well below SQLite's parameter limit
-
-# The stored type tags a condition value of each tag may match (its family).
-_FAMILY: dict[str, tuple[str, ...]] = {
-    "int": ("int", "float"),
-    "float": ("int", "float"),
-    "bool": ("bool",),
-    "str": ("str",),
-    "datetime": ("datetime",),
-}
-_TIME_COLUMNS = {
-    "created_at": "a.created_at",
-    "updated_at": "a.updated_at",
-    "completed_at": "a.completed_at",
-}
-_COMPARE = {Op.EQ: "=", Op.GT: ">", Op.GE: ">=", Op.LT: "<", Op.LE: "<="}
-_ARITY = {Op.BETWEEN: 2, Op.EXISTS: 0, Op.MISSING: 0} | dict.fromkeys((*_COMPARE, Op.PREFIX), 1)
-_MAX_CODE_POINT = 0x10FFFF
-_SURROGATES = range(0xD800, 0xE000)  # not encodable as UTF-8: never in a stored string
-_SUMMARY_COLUMNS = "a.key, a.generation, a.status, a.created_at, a.updated_at, a.completed_at"
-
-
-@dataclass(frozen=True, slots=True)
-class Select:
-    """One statement to run: its SQL text and its parameters, in order."""
-
-    sql: str
-    params: tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -104,7 +86,7 @@ def find(query: Query) -> Select:
             its operator.
     """
     builder = _filtered(query)
-    columns = _SUMMARY_COLUMNS
+    columns = SUMMARY_COLUMNS
     if query.order_attribute:
         # The sort attribute's own terms narrow the index range that is read in order.
         alias = builder.join(query.order_by)
@@ -115,7 +97,7 @@ def find(query: Query) -> Select:
         # join's key (equal to a.key) lets the planner read them without a sort.
         sort, tie = "", f"{builder.equal or 'a'}.key"
     else:
-        sort, tie = _time_column(query.order_by), "a.key"
+        sort, tie = time_column(query.order_by), "a.key"
         columns += f", {sort}"
         if query.order_by == "completed_at":
             builder.term(f"{sort} IS NOT NULL")  # matches the partial index's condition
@@ -197,7 +179,7 @@ def _filtered(query: Query) -> _Builder:
     builder.term("a.entity = ?", query.entity)
     builder.term("(a.expires_at IS NULL OR a.expires_at > ?)", query.now)
     for condition in query.attributes:
-        _check_arity(condition)
+        check_arity(condition)
         if condition.op is Op.MISSING:
             builder.term(
                 "NOT EXISTS (SELECT 1 FROM attributes AS m WHERE m.entity = a.entity"
@@ -212,8 +194,8 @@ def _filtered(query: Query) -> _Builder:
             side = resume if condition.field == query.order_by else None
             _attribute_term(builder, alias, condition, side)
     for condition in query.times:
-        _check_arity(condition)
-        _time_term(builder, _time_column(condition.field), condition)
+        check_arity(condition)
+        _time_term(builder, time_column(condition.field), condition)
     if query.statuses:
         statuses = sorted(status.value for status in query.statuses)
         builder.term(f"a.status IN ({', '.join('?' * len(statuses))})", *statuses)
@@ -234,7 +216,7 @@ def _attribute_term(
         groups: dict[tuple[str, ...], list[SqlValue]] = {}
         for item in condition.values:
             tag, stored = to_sql(item)
-            groups.setdefault(_FAMILY[tag], []).append(stored)
+            groups.setdefault(FAMILY[tag], []).append(stored)
         parts: list[str] = []
         params: list[Any] = []
         for family, stored_values in groups.items():
@@ -246,8 +228,8 @@ def _attribute_term(
         builder.term(parts[0] if len(parts) == 1 else f"({' OR '.join(parts)})", *params)
         return
     tags, operands = zip(*(to_sql(item) for item in condition.values), strict=True)
-    family = _FAMILY[tags[0]]
-    if any(_FAMILY[tag] != family for tag in tags):
+    family = FAMILY[tags[0]]
+    if any(FAMILY[tag] != family for tag in tags):
         raise ValueError(f"the values of {condition} are not of one kind")
     builder.term(f"{alias}.value_type IN ({', '.join('?' * len(family))})", *family)
     if condition.op is Op.PREFIX:
@@ -257,7 +239,7 @@ def _attribute_term(
         # A range on the index instead of LIKE/GLOB: no escaping, no case folding, and
         # the index seeks to the prefix. TEXT compares as UTF-8 bytes: code point order.
         builder.term(f"{low} >= ?", prefix)
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         if end is not None:
             builder.term(f"{high} < ?", end)
     elif condition.op is Op.BETWEEN:
@@ -266,7 +248,7 @@ def _attribute_term(
         side = (
             low if condition.op in (Op.GT, Op.GE) else high if condition.op is not Op.EQ else value
         )
-        builder.term(f"{side} {_COMPARE[condition.op]} ?", operands[0])
+        builder.term(f"{side} {COMPARE[condition.op]} ?", operands[0])
 
 
 def _time_term(builder: _Builder, column: str, condition: Condition) -> None:
@@ -276,40 +258,15 @@ def _time_term(builder: _Builder, column: str, condition: Condition) -> None:
         case Op.MISSING:
             builder.term(f"{column} IS NULL")
         case Op.BETWEEN:
-            low, high = (_epoch(value) for value in condition.values)
+            low, high = (epoch(value) for value in condition.values)
             builder.term(f"{column} BETWEEN ? AND ?", low, high)
         case Op.IN:
-            times = [_epoch(value) for value in condition.values]
+            times = [epoch(value) for value in condition.values]
             builder.term(f"{column} IN ({', '.join('?' * len(times))})", *times)
         case Op.PREFIX:
             raise ValueError(f"{condition}: a time has no prefix")
         case _:
-            builder.term(f"{column} {_COMPARE[condition.op]} ?", _epoch(condition.values[0]))
-
-
-def _check_arity(condition: Condition) -> None:
-    given = len(condition.values)
-    expected = _ARITY.get(condition.op)
-    if (expected is None and given < 1) or (expected is not None and given != expected):
-        raise ValueError(f"{condition}: wrong number of values for {condition.op.name}")
-
-
-def _time_column(name: str) -> str:
-    """The column of a time field: a fixed fragment, never the caller's text."""
-    try:
-        return _TIME_COLUMNS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown time field {name!r} (expected one of {', '.join(_TIME_COLUMNS)})"
-        ) from None
-
-
-def _epoch(value: AttributeValue) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(f"a time is epoch seconds, got {value!r}")
+            builder.term(f"{column} {COMPARE[condition.op]} ?", epoch(condition.values[0]))
 
 
 def _cursor_value(query: Query, value: SortValue) -> SqlValue:
@@ -318,20 +275,4 @@ def _cursor_value(query: Query, value: SortValue) -> SqlValue:
         raise ValueError(f"a cursor ordering by {query.order_by!r} needs a sort value")
     if query.order_attribute:
         return to_sql(value)[1]
-    return _epoch(value)
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix``; ``None`` if none is.
-
-    The last code point that can grow grows by one (skipping surrogates); code points at the
-    maximum after it are dropped. A prefix of maximal code points only has no upper bound.
-    """
-    for index in range(len(prefix) - 1, -1, -1):
-        point = ord(prefix[index])
-        if point < _MAX_CODE_POINT:
-            point += 1
-            if point in _SURROGATES:
-                point = _SURROGATES.stop
-            return prefix[:index] + chr(point)
-    return None
+    return epoch(value)

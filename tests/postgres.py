@@ -77,6 +77,25 @@ async def drop_schema(url: str, schema: str) -> None:
         await conn.close()
 
 
+async def expire_session(url: str, node: str) -> None:
+    """Expire the session of ``node`` on the store at ``url``, as a pause past its lease does.
+
+    The node learns at its next renewal that its session is lost.
+    """
+    import asyncpg
+
+    base, _, schema = url.partition("?schema=")
+    conn = await asyncpg.connect(base, server_settings={"search_path": schema})
+    try:
+        await conn.execute(
+            "UPDATE sessions SET expires_at = clock_timestamp() - interval '1 second'"
+            " WHERE node = $1",
+            node,
+        )
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
 async def fresh_schema_url(prefix: str = "test") -> AsyncIterator[str]:
     """A store URL on a schema no one has used, dropped when the block ends.

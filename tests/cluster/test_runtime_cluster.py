@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 
 from actors import (
@@ -27,7 +26,7 @@ from actors import (
 )
 from persistence import ActorId, Enqueue, MessageKind, NewMessage, open_store
 from tests.cluster.entities import Add, Counter
-from tests.postgres import fresh_schema_url
+from tests.postgres import expire_session, fresh_schema_url
 
 pytestmark = pytest.mark.anyio
 
@@ -82,20 +81,6 @@ async def nodes(
             for name in names
         ]
         yield runtimes
-
-
-async def expire_session(url: str, node: str) -> None:
-    """What a pause past the lease does: the node's session is no longer live."""
-    base, _, query = url.partition("?schema=")
-    conn = await asyncpg.connect(base, server_settings={"search_path": query})
-    try:
-        await conn.execute(
-            "UPDATE sessions SET expires_at = clock_timestamp() - interval '1 second'"
-            " WHERE node = $1",
-            node,
-        )
-    finally:
-        await conn.close()
 
 
 async def test_asks_and_tells_reach_an_actor_owned_by_another_node() -> None:

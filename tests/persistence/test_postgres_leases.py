@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 
 from persistence import (
@@ -35,7 +34,7 @@ from persistence import (
     TurnOutcome,
     open_store,
 )
-from tests.postgres import fresh_schema_url
+from tests.postgres import expire_session, fresh_schema_url
 
 LIMIT = 30.0
 LEASE = 30.0
@@ -86,19 +85,6 @@ async def two(url: str) -> AsyncIterator[tuple[Node, Node]]:
             await b.store.close()
 
 
-async def expire(url: str, node: str) -> None:
-    base, _, schema = url.partition("?schema=")
-    conn = await asyncpg.connect(base, server_settings={"search_path": schema})
-    try:
-        await conn.execute(
-            "UPDATE sessions SET expires_at = clock_timestamp() - interval '1 second'"
-            " WHERE node = $1",
-            node,
-        )
-    finally:
-        await conn.close()
-
-
 def start(payload: bytes = b"1", reply_to: int | None = None) -> Admit:
     return Admit(
         actor=A,
@@ -128,7 +114,7 @@ async def test_sessions_are_new_numbers_and_renew_until_they_expire(
     assert b.leases.session is not None
     assert a.leases.session != b.leases.session
     assert await a.leases.renew() is True
-    await expire(url, "a")
+    await expire_session(url, "a")
     assert await a.leases.renew() is False
     old = a.leases.session
     assert await a.join("a") > max(old or 0, b.leases.session or 0)
@@ -163,7 +149,7 @@ async def test_a_turn_commits_only_under_its_live_lease(url: str, two: tuple[Nod
     commit = TurnCommit(actor=A, generation=1, consumed=created.message.id, state=b"s")
     [wrong] = await a.store.write([dataclasses.replace(commit, epoch=epoch + 1)], now=2.0)
     assert wrong == TurnOutcome(applied=False, fenced=True)
-    await expire(url, "a")
+    await expire_session(url, "a")
     [late] = await a.store.write([dataclasses.replace(commit, epoch=epoch)], now=2.0)
     assert late == TurnOutcome(applied=False, fenced=True)
     assert [m.id for m in await a.store.load_mailbox(A)] == [created.message.id]

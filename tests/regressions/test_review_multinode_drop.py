@@ -8,8 +8,7 @@ import anyio
 import pytest
 
 from actors import Context, Entity, Runtime, RuntimeConfig, handler
-from tests.cluster.test_runtime_cluster import expire_session
-from tests.postgres import fresh_schema_url
+from tests.postgres import expire_session, fresh_schema_url
 
 pytestmark = pytest.mark.anyio
 

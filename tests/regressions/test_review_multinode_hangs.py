@@ -12,8 +12,8 @@ import pytest
 
 from actors import Runtime, RuntimeClosed, RuntimeConfig
 from tests.cluster.entities import Add, Counter
-from tests.cluster.test_runtime_cluster import ENTITIES, expire_session, nodes
-from tests.postgres import fresh_schema_url
+from tests.cluster.test_runtime_cluster import ENTITIES, nodes
+from tests.postgres import expire_session, fresh_schema_url
 
 pytestmark = pytest.mark.anyio
 
