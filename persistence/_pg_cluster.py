@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from persistence._ownership import Lease, Ownership
 from persistence._pg_query import escape, unescape
-from persistence.records import ActorId, ReplyRecord, TurnCommit, WriteItem
+from persistence.records import ActorId, ReplyRecord
 
-__all__ = ["Member", "apply_ownership", "claim", "read_ownership"]
+__all__ = ["Member", "apply_ownership", "claim", "ownership"]
 
 Connection = Any  # asyncpg.Connection
 
@@ -33,7 +33,6 @@ _SESSION_AND_EPOCHS = """
 SELECT coalesce((SELECT expires_at > clock_timestamp() FROM sessions WHERE session = $1), false),
        ARRAY(SELECT nextval('lease_epochs') FROM generate_series(1, $2))
 """
-_CHANNELS = "SELECT session, channel FROM sessions WHERE session = ANY($1::bigint[])"
 _UPSERT_LEASE = """
 INSERT INTO leases (entity, key, session, epoch) VALUES ($1, $2, $3, $4)
 ON CONFLICT (entity, key) DO UPDATE SET session = excluded.session, epoch = excluded.epoch
@@ -127,34 +126,42 @@ def _pairs(actors: Iterable[ActorId]) -> tuple[list[str], list[str]]:
     return entities, keys
 
 
-async def read_ownership(
-    conn: Connection, member: Member, actors: set[ActorId], items: Sequence[WriteItem]
+def ownership(
+    member: Member,
+    leases: Mapping[ActorId, Lease],
+    live: bool,
+    epochs: Sequence[int],
+    channels: Mapping[int, str],
 ) -> Ownership:
-    """The leases of the (locked) ``actors``, for a batch written by ``member``'s session."""
-    session = member.session
+    """The lease decisions of a batch ``member`` writes, from what it read under its locks.
+
+    ``epochs`` holds one new epoch for each actor the batch may claim (those whose lease is
+    not the session's), and ``channels`` the channel of each session its replies go to.
+    """
+    return Ownership(
+        session=member.session,
+        session_live=live,
+        channel=member.channel,
+        ended_channel=member.ended_channel,
+        leases=leases,
+        channels=channels,
+        epochs=iter(sorted(epochs)),
+    )
+
+
+async def _read_ownership(conn: Connection, member: Member, actors: set[ActorId]) -> Ownership:
+    """The leases of the (locked) ``actors``, for a claim by ``member``'s session."""
     leases: dict[ActorId, Lease] = {}
     if actors:
         for entity, key, owner, epoch, live, channel in await conn.fetch(_LEASES, *_pairs(actors)):
             leases[ActorId(entity=unescape(entity), key=unescape(key))] = Lease(
                 owner, epoch, live, channel
             )
-    others = sum(1 for actor in actors if actor not in leases or leases[actor].session != session)
-    live, epochs = await conn.fetchrow(_SESSION_AND_EPOCHS, session, others)
-    targets = {
-        reply.session for item in items if isinstance(item, TurnCommit) for reply in item.replies
-    }
-    found: dict[int, str] = {}
-    if targets:
-        found = {row[0]: row[1] for row in await conn.fetch(_CHANNELS, sorted(targets))}
-    return Ownership(
-        session=session,
-        session_live=bool(live),
-        channel=member.channel,
-        ended_channel=member.ended_channel,
-        leases=leases,
-        channels=found,
-        epochs=iter(sorted(epochs)),
+    claimable = sum(
+        1 for actor in actors if actor not in leases or leases[actor].session != member.session
     )
+    live, epochs = await conn.fetchrow(_SESSION_AND_EPOCHS, member.session, claimable)
+    return ownership(member, leases, bool(live), epochs, {})
 
 
 async def apply_ownership(conn: Connection, ownership: Ownership) -> None:
@@ -192,9 +199,9 @@ async def apply_ownership(conn: Connection, ownership: Ownership) -> None:
 
 async def claim(conn: Connection, member: Member, actors: Sequence[ActorId]) -> dict[ActorId, int]:
     """Claim the (locked) ``actors`` that no live session holds: the epochs held now."""
-    ownership = await read_ownership(conn, member, set(actors), ())
-    held = {actor: ownership.owner(actor) for actor in actors}
-    await apply_ownership(conn, ownership)
+    decided = await _read_ownership(conn, member, set(actors))
+    held = {actor: decided.owner(actor) for actor in actors}
+    await apply_ownership(conn, decided)
     return {actor: epoch for actor, epoch in held.items() if epoch is not None}
 
 

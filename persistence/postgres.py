@@ -40,7 +40,7 @@ from persistence._batch import (
     message_record,
     touched,
 )
-from persistence._ownership import parse_notice
+from persistence._ownership import Lease, parse_notice
 from persistence._pg_cluster import Member, channels
 from persistence._pg_query import decode_value, encode_value, escape, unescape
 from persistence.cluster import Ended, MailFor, Notification
@@ -96,9 +96,15 @@ _MESSAGE_COLUMNS = (
 _DEAD_LETTER_COLUMNS = f"{_MESSAGE_COLUMNS}, error, dead_at"
 _LOCK = "SELECT pg_advisory_xact_lock($1::int4, k) FROM unnest($2::int4[]) AS k"
 _TRY_LOCK = "SELECT k FROM unnest($2::int4[]) AS k WHERE pg_try_advisory_xact_lock($1::int4, k)"
+# Each actor's row (if any) and lease (if any), in one round trip.
 _ROWS = """
-SELECT entity, key, generation, status, retention, result, error, completed_at, expires_at
-FROM actors WHERE (entity, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+SELECT t.entity, t.key, a.generation, a.status, a.retention, a.result, a.error,
+       a.completed_at, a.expires_at,
+       l.session, l.epoch, coalesce(s.expires_at > clock_timestamp(), false), s.channel
+FROM unnest($1::text[], $2::text[]) AS t(entity, key)
+LEFT JOIN actors AS a ON a.entity = t.entity AND a.key = t.key
+LEFT JOIN leases AS l ON l.entity = t.entity AND l.key = t.key
+LEFT JOIN sessions AS s ON s.session = l.session
 """
 _HANDLED = f"""
 SELECT {_MESSAGE_COLUMNS}, done, reply, reply_error, expires_at
@@ -107,7 +113,11 @@ FROM messages WHERE (entity, key, idempotency_key)
 """
 _META_AND_IDS = """
 SELECT (SELECT value FROM meta WHERE name = 'max_purged_generation'),
-       ARRAY(SELECT nextval('message_ids') FROM generate_series(1, $1))
+       ARRAY(SELECT nextval('message_ids') FROM generate_series(1, $1)),
+       coalesce((SELECT expires_at > clock_timestamp() FROM sessions WHERE session = $2), false),
+       ARRAY(SELECT nextval('lease_epochs') FROM generate_series(1, $3)),
+       ARRAY(SELECT session FROM sessions WHERE session = ANY($4::bigint[]) ORDER BY session),
+       ARRAY(SELECT channel FROM sessions WHERE session = ANY($4::bigint[]) ORDER BY session)
 """
 _UPSERT_ACTOR = """
 INSERT INTO actors (entity, key, generation, status, state, result, error, retention,
@@ -151,6 +161,15 @@ INSERT INTO attributes (entity, key, name, value_type, num, str) VALUES ($1, $2,
 ON CONFLICT (entity, key, name) DO UPDATE SET
     value_type = excluded.value_type, num = excluded.num, str = excluded.str
 """
+
+
+async def _keep_session(_conn: Connection) -> None:
+    """What a pooled connection needs when it is released: nothing.
+
+    asyncpg's default reset (unlisten, unlock advisory locks, reset settings) costs a round
+    trip per operation; this store keeps no session state on pooled connections (its locks
+    are transaction-level, and it LISTENs on a connection of its own).
+    """
 
 
 def _entity_filter(param: int) -> str:
@@ -275,6 +294,7 @@ class PostgresStore:
                 max_size=pool_size,
                 server_settings=settings,
                 timeout=_CONNECT_TIMEOUT,
+                reset=_keep_session,
             )
         except ValueError as exc:  # asyncpg.ClientConfigurationError is one, too
             raise InvalidStoreUrl(f"asyncpg refused the PostgreSQL URL: {exc}") from exc
@@ -673,7 +693,7 @@ async def _write(
     unhandled: set[int] = set()
     if buried:
         unhandled = await _still(conn, "messages", list(buried), " AND NOT done")
-    rows = await _rows(conn, actors)
+    rows, leases = await _rows(conn, actors)
     retried = [d.message for d in dead.values()]
     keys = {
         *idempotency_keys(items),
@@ -685,10 +705,23 @@ async def _write(
     }
     handled = await _handled(conn, keys)
     # Ids are taken after the locks: a later batch of one of these actors gets larger ones.
-    max_purged, ids = await conn.fetchrow(_META_AND_IDS, _most_messages(items, len(due)))
+    # Multi-node: with them, the session's liveness, an epoch for each actor it may claim,
+    # and the channels of the sessions its replies go to.
+    session = None if member is None else member.session
+    claimable = (
+        0
+        if session is None
+        else sum(1 for actor in actors if actor not in leases or leases[actor].session != session)
+    )
+    targets = sorted({r.session for i in items if isinstance(i, TurnCommit) for r in i.replies})
+    max_purged, ids, live, epochs, sessions, channels = await conn.fetchrow(
+        _META_AND_IDS, _most_messages(items, len(due)), session, claimable, targets
+    )
     ownership = None
     if member is not None:
-        ownership = await _pg_cluster.read_ownership(conn, member, actors, items)
+        ownership = _pg_cluster.ownership(
+            member, leases, bool(live), epochs, dict(zip(sessions, channels, strict=True))
+        )
     batch = Batch(
         rows, handled, iter(sorted(ids)), int(max_purged), due, dead, unhandled, ownership
     )
@@ -758,19 +791,24 @@ async def _bury_candidates(conn: Connection, items: Sequence[WriteItem]) -> dict
     return {mid: ActorId(entity=unescape(entity), key=unescape(key)) for mid, entity, key in rows}
 
 
-async def _rows(conn: Connection, actors: set[ActorId]) -> dict[ActorId, Row]:
+async def _rows(
+    conn: Connection, actors: set[ActorId]
+) -> tuple[dict[ActorId, Row], dict[ActorId, Lease]]:
+    """The rows and the leases of ``actors`` (those that have one)."""
+    rows: dict[ActorId, Row] = {}
+    leases: dict[ActorId, Lease] = {}
     if not actors:
-        return {}
+        return rows, leases
     entities = [escape(actor.entity) for actor in actors]
     keys = [escape(actor.key) for actor in actors]
-    rows: dict[ActorId, Row] = {}
-    for entity, key, gen, status, ret, result, error, done, exp in await conn.fetch(
-        _ROWS, entities, keys
-    ):
-        rows[ActorId(entity=unescape(entity), key=unescape(key))] = Row(
-            gen, Status(status), ret, result, error, done, exp
-        )
-    return rows
+    for record in await conn.fetch(_ROWS, entities, keys):
+        entity, key, gen, status, ret, result, error, done, exp = record[:9]
+        actor = ActorId(entity=unescape(entity), key=unescape(key))
+        if gen is not None:
+            rows[actor] = Row(gen, Status(status), ret, result, error, done, exp)
+        if record[9] is not None:
+            leases[actor] = Lease(*record[9:])
+    return rows, leases
 
 
 async def _handled(
