@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from actors import RuntimeConfig
+from actors import Runtime, RuntimeConfig
 from actors.testing import VirtualClock
+from tests.entities import Counter
 
 
 @pytest.mark.parametrize(
@@ -20,6 +21,8 @@ from actors.testing import VirtualClock
         ({"purge_interval": timedelta(0)}, "purge_interval"),
         ({"close_timeout": timedelta(seconds=-1)}, "close_timeout"),
         ({"ask_timeout": timedelta(0)}, "ask_timeout"),
+        ({"lease": timedelta(0)}, "lease"),
+        ({"lease": 10}, "lease"),
     ],
 )
 def test_runtime_config_refuses_values_out_of_range(options: dict[str, Any], message: str) -> None:
@@ -37,3 +40,22 @@ async def test_the_virtual_clock_only_moves_forward() -> None:
     await clock.sleep(0)
     await clock.advance(timedelta(seconds=5))
     assert clock.now() == before + 5
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("url", "node_id", "message"),
+    [
+        ("sqlite:///:memory:", "node-1", "several nodes share"),
+        ("sqlite:///:memory:", "", "node_id must be"),
+        ("sqlite:///:memory:", "a b", "node_id must be"),
+        ("sqlite:///:memory:", "x" * 101, "node_id must be"),
+    ],
+)
+async def test_a_node_id_is_refused_where_it_cannot_apply(
+    url: str, node_id: str, message: str
+) -> None:
+    """node_id names a node of a shared store: a bad one, or one on SQLite, is refused."""
+    with pytest.raises(ValueError, match=message):
+        async with Runtime.open(url, entities=[Counter], node_id=node_id):
+            pass
