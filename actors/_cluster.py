@@ -15,8 +15,8 @@ the actors of nodes that died (``claim_orphans``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import structlog
@@ -52,9 +52,16 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("actors.cluster")
 
+T = TypeVar("T")
+
 _DUPLICATE_TAG = "@duplicate"
 _CANCEL_TAG = "@cancel"
 _ORPHAN_PAGE = 500
+
+
+async def _call(operation: Callable[[], Awaitable[T]]) -> T:
+    """A store call made as it is (errors are the caller's to handle)."""
+    return await operation()
 
 
 class Cluster:
@@ -104,8 +111,9 @@ class Cluster:
         total = 0
         while True:
             claimed = await self._leases.claim_orphans(entities=entities, limit=_ORPHAN_PAGE)
-            for actor, epoch in claimed.items():
-                self._rt._dispatcher.claimed(actor, epoch)
+            # Their heads may have been running when their node stopped: attempts are
+            # counted as after a restart, and a message that keeps stopping nodes is buried.
+            await self._rt._recover_mailboxes(sorted(claimed), claimed, _call)
             total += len(claimed)
             if len(claimed) < _ORPHAN_PAGE:
                 break

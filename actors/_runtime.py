@@ -368,35 +368,54 @@ class Runtime:
             )
             if not actors:
                 break
-            mailboxes: list[list[MessageRecord]] = []
-            first: list[int] = []  # heads counted for the first time
-            for actor in actors:
-                if actor.entity not in self._specs:
-                    log.warning("mail_for_unknown_entity", entity=actor.entity, key=actor.key)
-                    continue
-                mailbox = await self._opening(partial(self._store.load_mailbox, actor))
-                while mailbox and mailbox[0].attempts >= self.config.max_attempts:
-                    head = mailbox.pop(0)
-                    reason = (
-                        "the process stopped while it could have been running, "
-                        f"{head.attempts} times"
-                    )
-                    await self._dispatcher.bury(Envelope(head), head.attempts, reason).wait()
-                if mailbox and not mailbox[0].attempts:
-                    # As stored once the attempt is recorded below.
-                    mailbox[0] = dataclasses.replace(mailbox[0], attempts=1)
-                    first.append(mailbox[0].id)
-                mailboxes.append(mailbox)
-            await self._opening(partial(self._store.record_attempts, first))
-            counted = set(first)
-            for mailbox in mailboxes:
-                for n, record in enumerate(mailbox):
-                    envelope = self._dispatcher.deliver(record, None, created=False)
-                    envelope.suspect = n == 0 and record.id not in counted
-                    recovered += 1
+            recovered += await self._recover_mailboxes(actors, None, self._opening)
             after = actors[-1]
         if recovered:
             log.info("messages_recovered", count=recovered)
+
+    async def _recover_mailboxes(
+        self,
+        actors: Iterable[ActorId],
+        epochs: Mapping[ActorId, int] | None,
+        call: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]],
+    ) -> int:
+        """Deliver the stored mail of ``actors``, attempts counted at the heads (see _recover).
+
+        Multi-node, the actors were taken over from a node that stopped (``epochs``: this
+        node's lease on each), and their mail runs here. Returns how many messages.
+        """
+        mailboxes: list[list[MessageRecord]] = []
+        first: list[int] = []  # heads counted for the first time
+        for actor in actors:
+            if actor.entity not in self._specs:
+                log.warning("mail_for_unknown_entity", entity=actor.entity, key=actor.key)
+                continue
+            mailbox: list[MessageRecord] = await call(partial(self._store.load_mailbox, actor))
+            while mailbox and mailbox[0].attempts >= self.config.max_attempts:
+                head = mailbox.pop(0)
+                reason = (
+                    f"the process stopped while it could have been running, {head.attempts} times"
+                )
+                await self._dispatcher.bury(Envelope(head), head.attempts, reason).wait()
+            if mailbox and not mailbox[0].attempts:
+                # As stored once the attempt is recorded below.
+                mailbox[0] = dataclasses.replace(mailbox[0], attempts=1)
+                first.append(mailbox[0].id)
+            if epochs is not None:
+                epoch = epochs[actor]
+                mailbox = [dataclasses.replace(record, epoch=epoch) for record in mailbox]
+            mailboxes.append(mailbox)
+        await call(partial(self._store.record_attempts, first))
+        counted = set(first)
+        cluster = self._cluster
+        delivered = 0
+        for mailbox in mailboxes:
+            for n, record in enumerate(mailbox):
+                reply = None if cluster is None else cluster.reply_for(record)
+                envelope = self._dispatcher.deliver(record, reply, created=False)
+                envelope.suspect = n == 0 and record.id not in counted
+                delivered += 1
+        return delivered
 
     # -- public API ----------------------------------------------------------------------
 

@@ -24,7 +24,16 @@ from actors import (
     RuntimeConfig,
     handler,
 )
-from persistence import ActorId, Enqueue, MessageKind, NewMessage, open_store
+from persistence import (
+    ActorId,
+    ActorInit,
+    Enqueue,
+    EnqueueOutcome,
+    Leases,
+    MessageKind,
+    NewMessage,
+    open_store,
+)
 from tests.cluster.entities import Add, Counter
 from tests.postgres import expire_session, fresh_schema_url
 
@@ -246,3 +255,46 @@ async def test_mail_whose_wake_up_was_lost_is_found_by_the_safety_poll() -> None
                     await anyio.sleep(0.1)
             state = await a.ref(Counter, "k").ask("snapshot")
             assert [turn[2] for turn in state.log] == ["first", "quiet"]
+
+
+async def test_a_message_that_keeps_stopping_its_nodes_is_buried_when_taken_over() -> None:
+    """Suspects across nodes: takeover counts attempts at the heads, as a restart does."""
+    config = RuntimeConfig(lease=timedelta(seconds=30), max_attempts=3)
+    counter = ActorId(entity="counter", key="k")
+    with anyio.fail_after(LIMIT):
+        async with fresh_schema_url("cluster") as url:
+            # Nodes that ran the first of the actor's two messages and stopped, three times
+            # (three recorded attempts); the last one's session expires.
+            dead = await open_store(url)
+            try:
+                assert isinstance(dead, Leases)
+                await dead.join("dead", lease=30.0, listener=lambda _: None)
+                stored = await dead.write(
+                    [
+                        Enqueue(
+                            actor=counter,
+                            init=ActorInit(retention=60.0),
+                            message=NewMessage(
+                                kind=MessageKind.TELL,
+                                handler="add",
+                                payload=f'{{"token":"{token}"}}'.encode(),
+                            ),
+                        )
+                        for token in ("poison", "fine")
+                    ],
+                    now=1.0,
+                )
+                poison = stored[0]
+                assert isinstance(poison, EnqueueOutcome)
+                assert poison.message is not None
+                for _ in range(3):
+                    await dead.record_attempts([poison.message.id])
+                await expire_session(url, "dead")
+            finally:
+                await dead.close()
+            async with nodes(url, "b", config=config) as (b,):
+                # b takes the actor over as it opens: a fourth attempt is one too many.
+                state = await b.ref(Counter, "k").ask("snapshot")
+                assert [turn[2] for turn in state.log] == ["fine"]
+                [buried] = await b.dead_letters()
+                assert buried.id == poison.message.id
