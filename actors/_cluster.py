@@ -28,7 +28,13 @@ from actors._context import ADOPT, SUPERSEDE, error_info, read_error_info
 from actors._future import Future
 from actors._turn import READMIT, TurnResult
 from actors._writer import Item, Request
-from actors.errors import ActorCompleted, ActorNotFound, HandlerFailed, RuntimeClosed
+from actors.errors import (
+    ActorCompleted,
+    ActorNotFound,
+    ActorsError,
+    HandlerFailed,
+    RuntimeClosed,
+)
 from persistence import (
     ActorId,
     Admit,
@@ -124,7 +130,7 @@ class Cluster:
     async def _take_over_now(self) -> None:
         try:
             await self.take_over()
-        except StoreError as exc:
+        except (StoreError, ActorsError) as exc:
             log.warning("take_over_failed", node=self.node, error=str(exc))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -169,7 +175,7 @@ class Cluster:
         try:
             await self.join()
             await self.take_over()
-        except StoreError as exc:
+        except (StoreError, ActorsError) as exc:
             log.warning("node_rejoin_failed", node=self.node, error=str(exc))
 
     async def _poll(self) -> None:
@@ -183,7 +189,7 @@ class Cluster:
             self._unanswered(gone)
             await self._check_ended()
             await self._check_followed()
-        except StoreError as exc:
+        except (StoreError, ActorsError) as exc:  # ActorsError: a burial that failed
             log.warning("cluster_poll_failed", node=self.node, error=str(exc))
         self._rt._timers.alarm.wake_by(self._rt.clock.now())  # other nodes' timers
 
