@@ -19,6 +19,7 @@ from persistence._ownership import Ownership
 from persistence.records import (
     ActorId,
     ActorInit,
+    ActorRecord,
     Admit,
     AdmitOutcome,
     AttributeValue,
@@ -48,6 +49,7 @@ __all__ = [
     "DueTimer",
     "Handled",
     "Row",
+    "actor_record",
     "dead_letter_record",
     "decide",
     "idempotency_keys",
@@ -110,6 +112,32 @@ def message_record(row: Sequence[Any]) -> MessageRecord:
         idempotency_key=idem,
         timer=timer,
         attempts=tries,
+    )
+
+
+def actor_record(
+    actor: ActorId, row: Sequence[Any], attributes: Mapping[str, AttributeValue]
+) -> ActorRecord:
+    """An actor's record from its row and attributes.
+
+    The row: generation, status, state, result, error, retention, then the created, updated,
+    completed and expiry times.
+    """
+    gen, status, state, result, error, retention, created, updated, done, expires = row[:10]
+    return ActorRecord(
+        entity=actor.entity,
+        key=actor.key,
+        generation=gen,
+        status=Status(status),
+        state=state,
+        result=result,
+        error=error,
+        attributes=attributes,
+        retention=retention,
+        created_at=created,
+        updated_at=updated,
+        completed_at=done,
+        expires_at=expires,
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from persistence import _query_terms
 from persistence._attributes import from_sql, to_sql
 from persistence._query_terms import (
     COMPARE,
@@ -42,7 +43,6 @@ from persistence.records import (
     Op,
     Query,
     SortValue,
-    Status,
 )
 
 __all__ = [
@@ -191,31 +191,13 @@ def summaries(
     by_key: dict[str, dict[str, AttributeValue]] = {}
     for key, name, tag, num, text in attributes:
         by_key.setdefault(key, {})[unescape(name)] = decode_value(tag, num, text)
-    found: list[ActorSummary] = []
-    for row in rows:
-        stored_key, generation, status, created, updated, completed = row[:6]
-        key = unescape(stored_key)
-        sort_value: SortValue
-        if query.order_attribute:
-            sort_value = decode_value(row[6], row[7], row[8])
-        elif query.order_by == "key":
-            sort_value = key
-        else:
-            sort_value = float(row[6])
-        found.append(
-            ActorSummary(
-                entity=query.entity,
-                key=key,
-                generation=generation,
-                status=Status(status),
-                attributes=by_key.get(stored_key, {}),
-                created_at=created,
-                updated_at=updated,
-                completed_at=completed,
-                sort_value=sort_value,
-            )
-        )
-    return found
+    return _query_terms.summaries(
+        query,
+        rows,
+        by_key,
+        key=unescape,
+        attribute_sort=lambda row: decode_value(row[6], row[7], row[8]),
+    )
 
 
 def _filtered(query: Query) -> _Builder:

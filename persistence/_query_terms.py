@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from persistence.records import AttributeValue, Condition, Op
+from persistence.records import (
+    ActorSummary,
+    AttributeValue,
+    Condition,
+    Op,
+    Query,
+    SortValue,
+    Status,
+)
 
 # The stored type tags a condition value of each tag may match (its family).
 FAMILY: dict[str, tuple[str, ...]] = {
@@ -75,3 +84,43 @@ def prefix_end(prefix: str) -> str | None:
                 point = _SURROGATES.stop
             return prefix[:index] + chr(point)
     return None
+
+
+def summaries(
+    query: Query,
+    rows: Sequence[Sequence[Any]],
+    attributes: Mapping[str, Mapping[str, AttributeValue]],
+    *,
+    key: Callable[[str], str],
+    attribute_sort: Callable[[Sequence[Any]], AttributeValue],
+) -> list[ActorSummary]:
+    """The summaries of the rows a find selected, with their decoded ``attributes``.
+
+    A row holds key, generation, status, three times, then the sort value's columns;
+    ``attributes`` go by stored key. ``key`` turns a stored key into the key;
+    ``attribute_sort`` reads an attribute sort value from a row.
+    """
+    found: list[ActorSummary] = []
+    for row in rows:
+        stored_key, generation, status, created, updated, completed = row[:6]
+        sort_value: SortValue
+        if query.order_attribute:
+            sort_value = attribute_sort(row)
+        elif query.order_by == "key":
+            sort_value = key(stored_key)
+        else:
+            sort_value = float(row[6])
+        found.append(
+            ActorSummary(
+                entity=query.entity,
+                key=key(stored_key),
+                generation=generation,
+                status=Status(status),
+                attributes=attributes.get(stored_key, {}),
+                created_at=created,
+                updated_at=updated,
+                completed_at=completed,
+                sort_value=sort_value,
+            )
+        )
+    return found

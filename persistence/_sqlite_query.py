@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from persistence import _query_terms
 from persistence._attributes import SqlValue, from_sql, to_sql
 from persistence._query_terms import (
     COMPARE,
@@ -31,7 +32,6 @@ from persistence.records import (
     Op,
     Query,
     SortValue,
-    Status,
 )
 
 __all__ = ["Select", "attributes_of", "count", "find", "summaries"]
@@ -140,30 +140,9 @@ def summaries(
     by_key: dict[str, dict[str, AttributeValue]] = {}
     for key, name, tag, value in attributes:
         by_key.setdefault(key, {})[name] = from_sql(tag, value)
-    found: list[ActorSummary] = []
-    for row in rows:
-        key, generation, status, created, updated, completed = row[:6]
-        sort_value: SortValue
-        if query.order_attribute:
-            sort_value = from_sql(row[6], row[7])
-        elif query.order_by == "key":
-            sort_value = key
-        else:
-            sort_value = float(row[6])
-        found.append(
-            ActorSummary(
-                entity=query.entity,
-                key=key,
-                generation=generation,
-                status=Status(status),
-                attributes=by_key.get(key, {}),
-                created_at=created,
-                updated_at=updated,
-                completed_at=completed,
-                sort_value=sort_value,
-            )
-        )
-    return found
+    return _query_terms.summaries(
+        query, rows, by_key, key=str, attribute_sort=lambda row: from_sql(row[6], row[7])
+    )
 
 
 def _filtered(query: Query) -> _Builder:

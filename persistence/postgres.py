@@ -34,6 +34,7 @@ from persistence._batch import (
     DueTimer,
     Handled,
     Row,
+    actor_record,
     dead_letter_record,
     decide,
     idempotency_keys,
@@ -906,22 +907,7 @@ async def _load_actor(conn: Connection, actor: ActorId) -> ActorRecord | None:
         for row in rows
         if row[10] is not None
     }
-    gen, status, state, result, error, retention, created, updated, done, expires = rows[0][:10]
-    return ActorRecord(
-        entity=actor.entity,
-        key=actor.key,
-        generation=gen,
-        status=Status(status),
-        state=state,
-        result=result,
-        error=error,
-        attributes=attributes,
-        retention=retention,
-        created_at=created,
-        updated_at=updated,
-        completed_at=done,
-        expires_at=expires,
-    )
+    return actor_record(actor, rows[0], attributes)
 
 
 async def _purge_expired(conn: Connection, schema: str, now: float, limit: int) -> int:

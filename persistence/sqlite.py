@@ -26,6 +26,7 @@ from persistence._batch import (
     DueTimer,
     Handled,
     Row,
+    actor_record,
     dead_letter_record,
     decide,
     idempotency_keys,
@@ -523,22 +524,7 @@ def _load_actor(conn: sqlite3.Connection, actor: ActorId) -> ActorRecord | None:
             (actor.entity, actor.key),
         )
     }
-    gen, status, state, result, error, retention, created, updated, done, expires = row
-    return ActorRecord(
-        entity=actor.entity,
-        key=actor.key,
-        generation=gen,
-        status=Status(status),
-        state=state,
-        result=result,
-        error=error,
-        attributes=attributes,
-        retention=retention,
-        created_at=created,
-        updated_at=updated,
-        completed_at=done,
-        expires_at=expires,
-    )
+    return actor_record(actor, row, attributes)
 
 
 def _purge_expired(conn: sqlite3.Connection, now: float, limit: int) -> int:
