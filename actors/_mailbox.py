@@ -74,6 +74,19 @@ def _hook_failed(event: str, act: Activation, exc: Exception) -> None:
     )
 
 
+def _lease(act: Activation, epoch: int | None, *, created: bool) -> None:
+    """``act`` runs under ``epoch`` (multi-node).
+
+    A new epoch is a claim anew (after a release, or a loss): other nodes may have run the
+    actor meanwhile, and stored mail for it, so its state and mailbox are read again, unless
+    the message that comes with the epoch created its generation.
+    """
+    if act.epoch != epoch:
+        act.epoch = epoch
+        if not created:
+            act.loaded, act.refresh = False, True
+
+
 def storage_error(exc: StoreError) -> StorageError:
     error = StorageError(f"the store failed: {exc}", retryable=exc.retryable)
     error.__cause__ = exc
@@ -153,12 +166,8 @@ class Dispatcher:
                 self._waiting.setdefault(actor, []).append((envelope, created))
                 return envelope
             act = self._admit(actor, over=awaited)
-        if cluster is not None and act.epoch != record.epoch:
-            # Claimed anew (after a release): other nodes may have run it meanwhile, and
-            # stored mail before this claim.
-            act.epoch = record.epoch
-            if not created:
-                act.loaded, act.refresh = False, True
+        if cluster is not None:
+            _lease(act, record.epoch, created=created)
         self._put(act, envelope, created)
         return envelope
 
@@ -198,10 +207,8 @@ class Dispatcher:
         """A new activation of ``actor``, with the messages that waited for it (if any)."""
         act = self.activations.add(actor, self._rt._specs[actor.entity], over=over)
         for envelope, created in self._waiting.pop(actor, ()):
-            if self.cluster is not None and act.epoch != envelope.record.epoch:
-                act.epoch = envelope.record.epoch
-                if not created:
-                    act.loaded, act.refresh = False, True
+            if self.cluster is not None:
+                _lease(act, envelope.record.epoch, created=created)
             self._put(act, envelope, created)
         return act
 
@@ -345,9 +352,7 @@ class Dispatcher:
         if act is None:
             # With the messages that waited for room, if any: they are this node's to run.
             act = self._admit(actor, over=True)
-        if act.epoch != epoch:
-            act.epoch = epoch
-            act.loaded = False  # other nodes may have run it since this state was read
+        _lease(act, epoch, created=False)
         act.refresh = True
         self.activations.wake(act)
         act.nudge()  # a lingering driver
