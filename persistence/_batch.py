@@ -38,6 +38,7 @@ from persistence.records import (
     RetryOutcome,
     Status,
     StoredReply,
+    TimerRecord,
     TurnCommit,
     TurnOutcome,
     WriteItem,
@@ -54,6 +55,7 @@ __all__ = [
     "decide",
     "idempotency_keys",
     "message_record",
+    "timer_record",
     "touched",
 ]
 
@@ -121,7 +123,7 @@ def actor_record(
     """An actor's record from its row and attributes.
 
     The row: generation, status, state, result, error, retention, then the created, updated,
-    completed and expiry times.
+    completed and expiry times, then the recent turns.
     """
     gen, status, state, result, error, retention, created, updated, done, expires = row[:10]
     return ActorRecord(
@@ -138,6 +140,22 @@ def actor_record(
         updated_at=updated,
         completed_at=done,
         expires_at=expires,
+        recent_turns=row[10],
+    )
+
+
+def timer_record(actor: ActorId, row: Sequence[Any]) -> TimerRecord:
+    """A timer's record from its row: name, generation, due, handler, payload, created."""
+    name, generation, due_at, handler, payload, created_at = row
+    return TimerRecord(
+        entity=actor.entity,
+        key=actor.key,
+        name=name,
+        generation=generation,
+        due_at=due_at,
+        handler=handler,
+        payload=payload,
+        created_at=created_at,
     )
 
 
@@ -496,8 +514,12 @@ class Batch:
         previous = self.updates.get(key)
         # Pipelined turns of one actor may share a batch: the last state written wins.
         state = item.state if item.state is not None else (previous[0] if previous else None)
+        recent = item.recent_turns
+        if recent is None and previous:
+            recent = previous[1]
         self.updates[key] = (
             state,
+            recent,
             row.status.value,
             row.result,
             row.error,

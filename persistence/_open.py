@@ -27,7 +27,7 @@ def check_durability(durability: object) -> None:
         raise ValueError(f"durability must be 'full' or 'process', got {durability!r}")
 
 
-async def open_store(url: str, *, durability: Durability = "full") -> Store:
+async def open_store(url: str, *, durability: Durability = "full", migrate: bool = True) -> Store:
     """Open the store that ``url`` names, creating and migrating its schema as needed.
 
     Args:
@@ -39,6 +39,9 @@ async def open_store(url: str, *, durability: Durability = "full") -> Store:
         durability: ``full`` (every commit survives power loss) or ``process`` (commits
             survive a crash of the process; the last ones may be lost with the machine). On
             PostgreSQL, ``process`` turns ``synchronous_commit`` off.
+        migrate: ``False`` opens an existing store as it is, for an operator's tool: it must
+            exist at the current schema version (no file or table is created), and it does not
+            count as a runtime's (``Store.held_by_runtime``).
 
     Returns:
         An open store; close it with ``await store.close()``.
@@ -60,7 +63,9 @@ async def open_store(url: str, *, durability: Durability = "full") -> Store:
                 f"malformed SQLite URL {url!r}: use sqlite:///relative.db, "
                 "sqlite:////absolute/path.db or sqlite:///:memory:"
             )
-        return await SQLiteStore.open(parts.path[1:], synchronous=_SYNCHRONOUS[durability])
+        return await SQLiteStore.open(
+            parts.path[1:], synchronous=_SYNCHRONOUS[durability], migrate=migrate
+        )
     if parts.scheme in _POSTGRES_SCHEMES:
         dsn, schema = postgres_dsn(url)
         try:
@@ -71,7 +76,9 @@ async def open_store(url: str, *, durability: Durability = "full") -> Store:
             raise StoreUnavailable(
                 "PostgreSQL stores need asyncpg: install keyed-actors[postgres]"
             ) from exc
-        return await PostgresStore.open(dsn, schema=schema, synchronous_commit=durability == "full")
+        return await PostgresStore.open(
+            dsn, schema=schema, synchronous_commit=durability == "full", migrate=migrate
+        )
     raise InvalidStoreUrl(
         f"no store backend for URL {url!r} (known schemes: sqlite, postgresql, postgres)"
     )

@@ -39,11 +39,13 @@ from persistence._batch import (
     decide,
     idempotency_keys,
     message_record,
+    timer_record,
     touched,
 )
 from persistence._ownership import Lease, parse_notice
 from persistence._pg_cluster import Member, channels
 from persistence._pg_query import decode_value, encode_value, escape, unescape
+from persistence._statistics import entity_statistics
 from persistence.cluster import Ended, MailFor, Notification
 from persistence.errors import (
     InvalidStoreUrl,
@@ -59,6 +61,7 @@ from persistence.records import (
     AttributeValue,
     BuryMessage,
     DeadLetterRecord,
+    EntityStatistics,
     FireTimers,
     MessageKind,
     MessageRecord,
@@ -67,6 +70,7 @@ from persistence.records import (
     RetryDeadLetter,
     Status,
     StoredReply,
+    TimerRecord,
     TurnCommit,
     WriteItem,
     WriteOutcome,
@@ -127,12 +131,14 @@ VALUES ($1, $2, $3, 'active', NULL, NULL, NULL, $4, $5, $6, NULL, NULL)
 ON CONFLICT (entity, key) DO UPDATE SET
     generation = excluded.generation, status = 'active', state = NULL, result = NULL,
     error = NULL, retention = excluded.retention, created_at = excluded.created_at,
-    updated_at = excluded.updated_at, completed_at = NULL, expires_at = NULL
+    updated_at = excluded.updated_at, completed_at = NULL, expires_at = NULL,
+    recent_turns = NULL
 """
 _UPDATE_TURN = """
-UPDATE actors SET state = coalesce($1, state), status = $2, result = $3, error = $4,
-                  updated_at = $5, completed_at = $6, expires_at = $7
-WHERE entity = $8 AND key = $9 AND generation = $10
+UPDATE actors SET state = coalesce($1, state), recent_turns = coalesce($2, recent_turns),
+                  status = $3, result = $4, error = $5, updated_at = $6, completed_at = $7,
+                  expires_at = $8
+WHERE entity = $9 AND key = $10 AND generation = $11
 """
 _INSERT_MESSAGE = """
 INSERT INTO messages (id, entity, key, generation, kind, handler, payload, created_at, meta,
@@ -268,6 +274,7 @@ class PostgresStore:
         synchronous_commit: bool = True,
         pool_size: int = _POOL_SIZE,
         schema_version: int | None = None,
+        migrate: bool = True,
     ) -> PostgresStore:
         """Connect to the database at ``dsn``; create and migrate the schema as needed.
 
@@ -279,10 +286,13 @@ class PostgresStore:
                 survive a crash of this process, maybe not of the server's machine).
             pool_size: the most connections this store opens.
             schema_version: migrate only up to this version (tests of the migration runner).
+            migrate: ``False`` opens existing tables as they are, for a tool: they must be
+                there at the current schema version.
 
         Raises:
             InvalidStoreUrl: asyncpg refused ``dsn``.
-            StoreUnavailable: the server cannot be reached.
+            StoreUnavailable: the server cannot be reached (or, with ``migrate=False``, the
+                tables are missing or not at the current schema version).
             SchemaTooNew: the schema was written by a newer version of this library.
         """
         settings = {"synchronous_commit": "on" if synchronous_commit else "off"}
@@ -307,7 +317,10 @@ class PostgresStore:
 
         store = cls(pool, schema or "", connect)
         try:
-            await store._run(lambda conn: _setup(conn, schema, schema_version))
+            if migrate:
+                await store._run(lambda conn: _setup(conn, schema, schema_version))
+            else:
+                await store._run(lambda conn: _check_current(conn, schema))
         except BaseException:
             await store.close()
             raise
@@ -553,6 +566,47 @@ class PostgresStore:
         """See :meth:`persistence.Store.load_actor`."""
         return await self._run(lambda conn: _load_actor(conn, actor))
 
+    async def load_timers(self, actor: ActorId) -> list[TimerRecord]:
+        """See :meth:`persistence.Store.load_timers`."""
+        sql = (
+            "SELECT name, generation, due_at, handler, payload, created_at FROM timers"
+            " WHERE entity = $1 AND key = $2 ORDER BY due_at, id"
+        )
+        params = (escape(actor.entity), escape(actor.key))
+        rows = await self._run(lambda conn: conn.fetch(sql, *params))
+        return [timer_record(actor, (unescape(row[0]), *row[1:])) for row in rows]
+
+    async def statistics(self, *, now: float) -> list[EntityStatistics]:
+        """See :meth:`persistence.Store.statistics`."""
+
+        async def read(conn: Connection) -> list[EntityStatistics]:
+            actors = await conn.fetch(
+                "SELECT entity, status, count(*) FILTER (WHERE NOT coalesce(expires_at <= $1,"
+                " false)), count(*) FILTER (WHERE expires_at <= $1) FROM actors"
+                " GROUP BY entity, status",
+                now,
+            )
+            messages = await conn.fetch(
+                "SELECT entity, count(*) FILTER (WHERE NOT done), count(*) FILTER (WHERE done),"
+                " min(created_at) FILTER (WHERE NOT done) FROM messages GROUP BY entity"
+            )
+            timers = await conn.fetch(
+                "SELECT entity, count(*), min(due_at) FROM timers GROUP BY entity"
+            )
+            dead = await conn.fetch("SELECT entity, count(*) FROM dead_letters GROUP BY entity")
+            return entity_statistics(
+                actors=[(unescape(e), status, live, gone) for e, status, live, gone in actors],
+                messages=[(unescape(row[0]), *row[1:]) for row in messages],
+                timers=[(unescape(row[0]), *row[1:]) for row in timers],
+                dead_letters=[(unescape(e), count) for e, count in dead],
+            )
+
+        return await self._run(read, isolation="repeatable_read")
+
+    async def held_by_runtime(self) -> bool:
+        """See :meth:`persistence.Store.held_by_runtime`: nodes look for mail stored here."""
+        return False
+
     async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
         """See :meth:`persistence.Store.load_mailbox`."""
         sql = (
@@ -622,6 +676,20 @@ class PostgresStore:
 
 async def _schema_version(conn: Connection) -> int:
     return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
+async def _check_current(conn: Connection, schema: str | None) -> None:
+    """Raise unless the tables are there, at the newest schema version."""
+    where = f"schema {schema!r}" if schema else "the search path's schema"
+    if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
+        raise StoreUnavailable(f"no keyed-actors tables in {where} of this database")
+    current = await _schema_version(conn)
+    pending = _migrate.pending("postgres", current=current)
+    if pending:
+        raise StoreUnavailable(
+            f"the tables in {where} are at schema version {current}, not"
+            f" {pending[-1].version}: open them with the application first, which migrates them"
+        )
 
 
 async def _setup(conn: Connection, schema: str | None, schema_version: int | None) -> None:
@@ -871,7 +939,7 @@ async def _apply(conn: Connection, batch: Batch) -> None:
     if batch.upserts:
         await run(_UPSERT_ACTOR, [_escaped(row, 0, 1) for row in batch.upserts])
     if batch.updates:
-        await run(_UPDATE_TURN, [_escaped(row, 7, 8) for row in batch.updates.values()])
+        await run(_UPDATE_TURN, [_escaped(row, 8, 9) for row in batch.updates.values()])
     if batch.consumed:
         await run("DELETE FROM messages WHERE id = $1", batch.consumed)
     if batch.kept:
@@ -894,7 +962,8 @@ async def _load_actor(conn: Connection, actor: ActorId) -> ActorRecord | None:
     # One statement: the record and its attributes from one snapshot.
     rows = await conn.fetch(
         "SELECT a.generation, a.status, a.state, a.result, a.error, a.retention, a.created_at,"
-        " a.updated_at, a.completed_at, a.expires_at, t.name, t.value_type, t.num, t.str"
+        " a.updated_at, a.completed_at, a.expires_at, a.recent_turns,"
+        " t.name, t.value_type, t.num, t.str"
         " FROM actors AS a LEFT JOIN attributes AS t ON t.entity = a.entity AND t.key = a.key"
         " WHERE a.entity = $1 AND a.key = $2",
         escape(actor.entity),
@@ -903,9 +972,9 @@ async def _load_actor(conn: Connection, actor: ActorId) -> ActorRecord | None:
     if not rows:
         return None
     attributes: dict[str, AttributeValue] = {
-        unescape(row[10]): decode_value(row[11], row[12], row[13])
+        unescape(row[11]): decode_value(row[12], row[13], row[14])
         for row in rows
-        if row[10] is not None
+        if row[11] is not None
     }
     return actor_record(actor, rows[0], attributes)
 

@@ -104,6 +104,8 @@ class ActorRecord:
     updated_at: float
     completed_at: float | None
     expires_at: float | None
+    recent_turns: bytes | None = None
+    """The runtime's record of the actor's last turns, as it last wrote it (opaque here)."""
 
     @property
     def id(self) -> ActorId:
@@ -309,6 +311,8 @@ class TurnCommit:
     readmit: Admit | None = None
     timers: Sequence[NewTimer] = ()
     cancel_timers: Sequence[str] = ()
+    recent_turns: bytes | None = None
+    """If given, replaces the actor's ``recent_turns`` (see :class:`ActorRecord`)."""
     epoch: int | None = None
     """With leases: applied only while the writing session is live and holds the actor's
     lease at this epoch; otherwise nothing of the item is applied (``TurnOutcome.fenced``)."""
@@ -529,6 +533,40 @@ class Query:
     descending: bool = False
     after: tuple[SortValue, str] | None = None
     limit: int = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerRecord:
+    """A stored timer of one actor: at ``due_at`` its message joins the mailbox, once."""
+
+    entity: str
+    key: str
+    name: str
+    generation: int
+    due_at: float
+    handler: str
+    payload: bytes
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntityStatistics:
+    """What a store holds for one entity, counted at one moment (``Store.statistics``)."""
+
+    entity: str
+    actors: Mapping[Status, int]
+    """Live actors by status (those past their retention are in ``expired``)."""
+    expired: int
+    """Ended actors past their retention, not purged yet (they count as absent)."""
+    messages: int
+    """Stored messages not handled yet, in every mailbox of the entity."""
+    kept_replies: int
+    """Handled messages kept with their reply for repeats of their idempotency key."""
+    timers: int
+    dead_letters: int
+    oldest_message_at: float | None
+    """When the oldest unhandled message was stored: how far behind the mailboxes are."""
+    next_timer_at: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

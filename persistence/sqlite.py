@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
@@ -31,9 +32,11 @@ from persistence._batch import (
     decide,
     idempotency_keys,
     message_record,
+    timer_record,
     touched,
 )
 from persistence._sqlite_thread import SQLiteThread
+from persistence._statistics import entity_statistics
 from persistence.errors import StorageFull, StoreBusy, StoreError, StoreUnavailable
 from persistence.records import (
     ActorId,
@@ -42,6 +45,7 @@ from persistence.records import (
     AttributeValue,
     BuryMessage,
     DeadLetterRecord,
+    EntityStatistics,
     FireTimers,
     MessageKind,
     MessageRecord,
@@ -49,6 +53,7 @@ from persistence.records import (
     RetryDeadLetter,
     Status,
     StoredReply,
+    TimerRecord,
     WriteItem,
     WriteOutcome,
 )
@@ -56,6 +61,11 @@ from persistence.records import (
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; held_by_runtime() cannot tell and says False
+    fcntl = None  # type: ignore[assignment]
 
 _ROW_CHUNK = 400  # (entity, key) pairs per lookup: 800 parameters, far below SQLite's limit
 _SQLITE_FULL = 13
@@ -67,11 +77,13 @@ VALUES (?, ?, ?, 'active', NULL, NULL, NULL, ?, ?, ?, NULL, NULL)
 ON CONFLICT (entity, key) DO UPDATE SET
     generation = excluded.generation, status = 'active', state = NULL, result = NULL,
     error = NULL, retention = excluded.retention, created_at = excluded.created_at,
-    updated_at = excluded.updated_at, completed_at = NULL, expires_at = NULL
+    updated_at = excluded.updated_at, completed_at = NULL, expires_at = NULL,
+    recent_turns = NULL
 """
 _UPDATE_TURN = """
-UPDATE actors SET state = coalesce(?, state), status = ?, result = ?, error = ?,
-                  updated_at = ?, completed_at = ?, expires_at = ?
+UPDATE actors SET state = coalesce(?, state), recent_turns = coalesce(?, recent_turns),
+                  status = ?, result = ?, error = ?, updated_at = ?, completed_at = ?,
+                  expires_at = ?
 WHERE entity = ? AND key = ? AND generation = ?
 """
 _INSERT_MESSAGE = """
@@ -137,13 +149,19 @@ class SQLiteStore:
     ``sqlite:///:memory:``) or :meth:`open`.
     """
 
-    def __init__(self, thread: SQLiteThread, path: str) -> None:
+    def __init__(self, thread: SQLiteThread, path: str, lock: int | None) -> None:
         self._thread = thread
         self._path = path
+        self._lock = lock  # a shared flock on the runtime lock file, held while open
 
     @classmethod
     async def open(
-        cls, path: str, *, synchronous: str = "FULL", schema_version: int | None = None
+        cls,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        schema_version: int | None = None,
+        migrate: bool = True,
     ) -> SQLiteStore:
         """Open (creating if needed) and migrate the database at ``path``.
 
@@ -152,21 +170,32 @@ class SQLiteStore:
             synchronous: SQLite's ``synchronous`` pragma: ``FULL`` survives power loss,
                 ``NORMAL`` survives a process crash.
             schema_version: migrate only up to this version (tests of the migration runner).
+            migrate: ``False`` opens an existing database as it is, for a tool: the file must
+                exist at the current schema version, and the store does not count in
+                :meth:`held_by_runtime`. ``True`` creates and migrates it, and holds an
+                exclusive lock on ``<path>-lock`` while open: one such store per file.
 
         Raises:
-            StoreUnavailable: the file cannot be opened.
+            StoreUnavailable: the file cannot be opened, or is open in another such store
+                (with ``migrate=False``: it does not exist or is not at the current schema
+                version).
             SchemaTooNew: the file was written by a newer version of this library.
         """
+        if not migrate:
+            _check_exists(path)
+        lock = _lock(path) if migrate else None
         try:
             thread = await SQLiteThread.connect(path)
         except sqlite3.Error as exc:
+            _unlock(lock)
             raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
         try:
-            await thread.run(lambda conn: _setup(conn, path, synchronous, schema_version))
+            await thread.run(lambda conn: _setup(conn, path, synchronous, schema_version, migrate))
         except BaseException:
             await thread.close()
+            _unlock(lock)
             raise
-        return cls(thread, path)
+        return cls(thread, path, lock)
 
     async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` on this store's connection, alone (for tests and tools).
@@ -200,6 +229,52 @@ class SQLiteStore:
         params = (actor.entity, actor.key)
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [message_record(row) for row in rows]
+
+    async def load_timers(self, actor: ActorId) -> list[TimerRecord]:
+        sql = (
+            "SELECT name, generation, due_at, handler, payload, created_at FROM timers"
+            " WHERE entity = ? AND key = ? ORDER BY due_at, id"
+        )
+        params = (actor.entity, actor.key)
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return [timer_record(actor, row) for row in rows]
+
+    async def statistics(self, *, now: float) -> list[EntityStatistics]:
+        def read(conn: sqlite3.Connection) -> list[EntityStatistics]:
+            return entity_statistics(
+                actors=conn.execute(
+                    "SELECT entity, status, count(*) - total(expires_at <= ?),"
+                    " total(expires_at <= ?) FROM actors GROUP BY entity, status",
+                    (now, now),
+                ).fetchall(),
+                messages=conn.execute(
+                    "SELECT entity, total(done = 0), total(done = 1),"
+                    " min(CASE WHEN done = 0 THEN created_at END) FROM messages GROUP BY entity"
+                ).fetchall(),
+                timers=conn.execute(
+                    "SELECT entity, count(*), min(due_at) FROM timers GROUP BY entity"
+                ).fetchall(),
+                dead_letters=conn.execute(
+                    "SELECT entity, count(*) FROM dead_letters GROUP BY entity"
+                ).fetchall(),
+            )
+
+        return await self._read(read, snapshot=True)
+
+    async def held_by_runtime(self) -> bool:
+        if self._path == ":memory:" or fcntl is None:
+            return False  # an in-memory database is its process's alone
+        try:
+            fd = os.open(self._path + "-lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the probe's lock, if it got one
+        return False
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
         start = (after.entity, after.key) if after else ("", "")
@@ -273,6 +348,8 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._thread.close()
+        _unlock(self._lock)
+        self._lock = None
 
 
 # Operations: plain functions of the connection, each run whole on the store's thread.
@@ -316,8 +393,49 @@ def _user_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def _check_exists(path: str) -> None:
+    if path == ":memory:" or not os.path.isfile(path):
+        what = "an in-memory database" if path == ":memory:" else "no such file"
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {what}")
+
+
+def _lock(path: str) -> int | None:
+    """An exclusive lock on ``<path>-lock``, held while this store is open.
+
+    One runtime per file: a runtime keeps its actors in memory, so a second one on the same
+    file would run the same actors at once and overwrite their state. Tools open the store
+    with ``migrate=False`` and take no lock. A lock file of its own, never the database:
+    closing any descriptor of the database file would drop SQLite's own POSIX locks on it.
+    The operating system releases the lock when the process ends, however it ends.
+    """
+    if path == ":memory:" or fcntl is None:
+        return None
+    try:
+        fd = os.open(path + "-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreUnavailable(
+            f"SQLite database {path!r} is already open in a runtime's store (in this process or"
+            " another): one runtime per file, or several nodes on PostgreSQL"
+        ) from None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
 def _setup(
-    conn: sqlite3.Connection, path: str, synchronous: str, schema_version: int | None
+    conn: sqlite3.Connection,
+    path: str,
+    synchronous: str,
+    schema_version: int | None,
+    migrate: bool,
 ) -> None:
     try:
         if path != ":memory:":
@@ -325,7 +443,13 @@ def _setup(
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         current = _user_version(conn)
-        for migration in _migrate.pending("sqlite", current=current, target=schema_version):
+        pending = _migrate.pending("sqlite", current=current, target=schema_version)
+        if pending and not migrate:
+            raise StoreUnavailable(
+                f"SQLite database {path!r} is at schema version {current}, not"
+                f" {pending[-1].version}: open it with the application first, which migrates it"
+            )
+        for migration in pending:
             conn.executescript(
                 f"BEGIN IMMEDIATE;\n{migration.sql}\n"
                 f"PRAGMA user_version={migration.version};\nCOMMIT;"
@@ -512,7 +636,8 @@ def _apply(conn: sqlite3.Connection, batch: Batch, first_id: int, next_id: int) 
 def _load_actor(conn: sqlite3.Connection, actor: ActorId) -> ActorRecord | None:
     row = conn.execute(
         "SELECT generation, status, state, result, error, retention, created_at,"
-        " updated_at, completed_at, expires_at FROM actors WHERE entity = ? AND key = ?",
+        " updated_at, completed_at, expires_at, recent_turns FROM actors"
+        " WHERE entity = ? AND key = ?",
         (actor.entity, actor.key),
     ).fetchone()
     if row is None:

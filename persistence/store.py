@@ -15,8 +15,10 @@ from persistence.records import (
     ActorRecord,
     ActorSummary,
     DeadLetterRecord,
+    EntityStatistics,
     MessageRecord,
     Query,
+    TimerRecord,
     WriteItem,
     WriteOutcome,
 )
@@ -76,6 +78,27 @@ class Store(Protocol):
 
     async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
         """The actor's stored messages, in mailbox (id) order."""
+        ...
+
+    async def load_timers(self, actor: ActorId) -> list[TimerRecord]:
+        """The actor's stored timers, soonest first."""
+        ...
+
+    async def statistics(self, *, now: float) -> list[EntityStatistics]:
+        """What the store holds, per entity name, in name order; expiry judged at ``now``.
+
+        Counts every row: meant for operators, not for a hot path.
+        """
+        ...
+
+    async def held_by_runtime(self) -> bool:
+        """Whether a runtime that would miss mail stored by another process has this store open.
+
+        A store opened with ``migrate=False`` does not count. On SQLite a runtime keeps its
+        actors' mailboxes in memory: a message that another process puts back (a dead letter
+        retried from the command line) would wait until that runtime restarts. PostgreSQL
+        nodes look for such mail, so there it is always ``False``.
+        """
         ...
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:

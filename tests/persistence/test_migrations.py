@@ -191,22 +191,27 @@ async def test_a_version_four_store_is_upgraded_to_registry_indexes_with_its_act
         old = await SQLiteStore.open(str(db_path), schema_version=4)
         try:
             assert await old.schema_version() == 4
-            # Version 5 adds indexes only, so today's code writes what a version-4 release did.
-            for now, key, tier in (
-                (1.0, "a-1", "gold"),
-                (2.0, "b-2", "silver"),
-                (3.0, "c-3", "gold"),
-            ):
-                await old.write(
-                    [
-                        Admit(
-                            actor=ActorId(entity="order", key=key),
-                            message=NewMessage(kind=MessageKind.START, handler="h", payload=b""),
-                            init=ActorInit(retention=30.0, attributes={"tier": tier}),
-                        )
-                    ],
-                    now=now,
-                )
+
+            # The rows a version-4 release wrote for three started actors (today's code
+            # writes columns that later versions added).
+            def write_v4(conn: sqlite3.Connection) -> None:
+                for now, key, tier in (
+                    (1.0, "a-1", "gold"),
+                    (2.0, "b-2", "silver"),
+                    (3.0, "c-3", "gold"),
+                ):
+                    conn.execute(
+                        "INSERT INTO actors (entity, key, generation, status, retention,"
+                        " created_at, updated_at) VALUES ('order', ?, 1, 'active', 30.0, ?, ?)",
+                        (key, now, now),
+                    )
+                    conn.execute(
+                        "INSERT INTO attributes (entity, key, name, value_type, value)"
+                        " VALUES ('order', ?, 'tier', 'str', ?)",
+                        (key, tier),
+                    )
+
+            await old.run(write_v4)
         finally:
             await old.close()
         # An operator had run ANALYZE: migration 5 replaces the figures it plans with.

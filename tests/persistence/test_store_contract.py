@@ -236,7 +236,10 @@ async def test_concurrent_admits_of_one_key_create_exactly_one_actor(store: Stor
 async def test_concurrent_admits_through_two_stores_on_one_file_create_exactly_one_actor(
     db_path: Path,
 ) -> None:
-    """G1: exactly one of N concurrent starts wins even across connections to one file."""
+    """G1: exactly one of N concurrent starts wins even across connections to one file.
+
+    The second store is a tool's (``migrate=False``): one runtime's store per file.
+    """
     url = f"sqlite:///{db_path}"
     outcomes: list[AdmitOutcome] = []
 
@@ -244,7 +247,8 @@ async def test_concurrent_admits_through_two_stores_on_one_file_create_exactly_o
         outcomes.append(await admit(on, A, now=1.0, payload=str(index).encode()))
 
     with anyio.fail_after(LIMIT):
-        first, second = await open_store(url), await open_store(url)
+        first = await open_store(url)
+        second = await open_store(url, migrate=False)
         try:
             async with anyio.create_task_group() as tg:
                 for index in range(20):

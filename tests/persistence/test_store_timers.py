@@ -333,7 +333,8 @@ async def test_fire_timers_through_two_stores_on_one_file_fire_each_timer_once(
         results.extend(await fire(on, now=100.0, limit=2))
 
     with anyio.fail_after(LIMIT):
-        first, second = await open_store(url), await open_store(url)
+        first = await open_store(url)
+        second = await open_store(url, migrate=False)  # a tool's: one runtime store per file
         try:
             await live(first, A, now=1.0)
             await act(first, A, now=2.0, timers=[timer(f"t{i}", 10.0) for i in range(10)])
