@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from actors._deadlock import Chain
 from actors._entity import Entity, EntitySpec
 from actors._future import Future
+from actors._recent import TurnNote
 from persistence import ActorId, MessageRecord, Status
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,8 @@ class Envelope:
     # It was at the head of its mailbox at two restarts in a row: it runs alone (_solo).
     suspect: bool = False
     recorded: bool = False  # the suspect's attempt is recorded
+    # Tracing: the span context of the admission that stored it here (``_tracing``), if any.
+    trace: SpanContext | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -54,6 +60,9 @@ class Activation:
     generation: int = 0
     status: Status | None = None
     state_bytes: bytes | None = None
+    # The recent turns (``_recent``): as stored, and decoded at this activation's first turn.
+    recent_bytes: bytes | None = None
+    recent: list[TurnNote] | None = None
     loaded: bool = False
     # on_activate has run for this instance (or the entity has none).
     hooked: bool = False
@@ -94,6 +103,7 @@ class Activation:
         self.generation = generation
         self.status = Status.ACTIVE
         self.state_bytes = None
+        self.recent_bytes, self.recent = None, []
         self.ended = None
         self.loaded = True
         self.hooked = self.spec.on_activate is None

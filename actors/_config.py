@@ -43,6 +43,9 @@ class RuntimeConfig:
         recent_results: how many ended actors' results are kept in memory to answer late
             duplicate starts without a commit (entities with the default duplicate policy);
             0 turns this off. Each entry holds the encoded result or error.
+        recent_turns: how many of an actor's last turns its record keeps for operators
+            (``actors show``: message, handler, when, how long, outcome), written with each
+            turn's commit; 0 keeps none. At most 100.
         lease: multi-node only: how long a node's session (and so its hold on its actors)
             lasts unless renewed. The node renews it every third of this; a node silent for
             longer (dead, paused, cut off) loses its actors to the others, which take over
@@ -64,6 +67,7 @@ class RuntimeConfig:
     max_in_flight: int = 100_000
     max_payload: int = 1024 * 1024
     recent_results: int = 10_000
+    recent_turns: int = 10
     lease: timedelta = timedelta(seconds=10)
 
     def __post_init__(self) -> None:
@@ -80,9 +84,15 @@ class RuntimeConfig:
             count = getattr(self, name)
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValueError(f"{name} must be an int of at least 1, got {count!r}")
-        results = self.recent_results
-        if isinstance(results, bool) or not isinstance(results, int) or results < 0:
-            raise ValueError(f"recent_results must be an int of at least 0, got {results!r}")
+        for name, most in (("recent_results", None), ("recent_turns", 100)):
+            count = getattr(self, name)
+            if (
+                isinstance(count, bool)
+                or not isinstance(count, int)
+                or not 0 <= count <= (most or count)
+            ):
+                within = "of at least 0" if most is None else f"from 0 to {most}"
+                raise ValueError(f"{name} must be an int {within}, got {count!r}")
         for name in (
             "purge_interval",
             "close_timeout",

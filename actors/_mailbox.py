@@ -18,7 +18,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from actors import _codec
+from actors import _codec, _tracing
 from actors._activation import Activation, ActivationTable, Ending, Envelope
 from actors._context import ADOPT, SUPERSEDE
 from actors._deadlock import Chain
@@ -420,7 +420,14 @@ class Dispatcher:
                 try:
                     incarnation = act.incarnation
                     if envelope.record.generation == act.generation:
-                        result = await run_turn(self._rt, act, envelope)
+                        tracer = self._rt._tracer
+                        if tracer is None:
+                            result = await run_turn(self._rt, act, envelope)
+                        else:
+                            running = run_turn(self._rt, act, envelope)
+                            result = await _tracing.turn(
+                                tracer, envelope.record, envelope.trace, running
+                            )
                     else:
                         # A duplicate admitted just before its generation was replaced goes
                         # on to the current one, like a start that arrived a moment later.
@@ -564,6 +571,7 @@ class Dispatcher:
         act.generation = record.generation
         act.status = record.status
         act.state_bytes = record.state
+        act.recent_bytes, act.recent = record.recent_turns, None
         act.ended = (
             Ending(record.generation, record.status, record.result, record.error)
             if record.status.terminal
@@ -705,7 +713,8 @@ class Dispatcher:
                 return
             assert isinstance(outcome, AdmitOutcome | EnqueueOutcome)
             if outcome.message is not None:
-                self.deliver(outcome.message, item.reply, outcome.created, item.chain)
+                envelope = self.deliver(outcome.message, item.reply, outcome.created, item.chain)
+                envelope.trace = item.trace
             elif (
                 isinstance(outcome, EnqueueOutcome)
                 and outcome.repeat_of is not None

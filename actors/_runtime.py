@@ -16,13 +16,13 @@ from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any, Protocol, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, overload
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from actors import _codec, _deadlock
+from actors import _codec, _deadlock, _tracing
 from actors._activation import ActivationTable, Ending, Envelope
 from actors._clock import Clock, SystemClock, track
 from actors._cluster import Cluster
@@ -88,6 +88,9 @@ from persistence import (
     open_store,
 )
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
 __all__ = ["Runtime", "RuntimeStatistics"]
 
 E = TypeVar("E", bound=Entity)
@@ -152,7 +155,12 @@ class Runtime:
     """An embedded actor runtime on one store. Open it with :meth:`Runtime.open`."""
 
     def __init__(
-        self, store: Store, specs: Mapping[str, EntitySpec], clock: Clock, config: RuntimeConfig
+        self,
+        store: Store,
+        specs: Mapping[str, EntitySpec],
+        clock: Clock,
+        config: RuntimeConfig,
+        tracer: Tracer | None = None,
     ) -> None:
         self._store = store
         self._specs = dict(specs)
@@ -166,6 +174,8 @@ class Runtime:
         self._services: TaskGroup | None = None
         self._cluster: Cluster | None = None
         self._writer = Writer(store, clock, max_batch=config.max_batch)
+        # None without opentelemetry-api: then no tracing code runs (see _tracing).
+        self._tracer = self._writer.tracer = tracer
         self._dispatcher = Dispatcher(self, self._writer, ActivationTable(config.max_active))
         self._results = RecentResults(config.recent_results)
         # Keys whose first start (default duplicate policy) is on its way to the store.
@@ -202,6 +212,7 @@ class Runtime:
         namespace: str | None = None,
         durability: Durability = "full",
         node_id: str | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> AsyncIterator[Runtime]:
         """Open a runtime on ``store`` for ``entities``; close it by leaving the block.
 
@@ -222,6 +233,9 @@ class Runtime:
                 name in logs and in the store (default: host name and process id). Any
                 number of nodes may run on one store; each actor runs on one of them at a
                 time, and ``start``, ``ask``, ``tell`` and ``find`` work from every node.
+            tracer_provider: where this runtime's OpenTelemetry spans go (default: the global
+                tracer provider). Only with ``opentelemetry-api`` installed (the ``otel``
+                extra); without it the runtime makes no spans. See ``docs/tracing.md``.
 
         Raises:
             InvalidEntity: an entity class cannot be registered, or two share a name.
@@ -273,6 +287,7 @@ class Runtime:
                 specs,
                 clock or SystemClock(),
                 config if config is not None else RuntimeConfig(),
+                _tracing.tracer(tracer_provider),
             )
             if isinstance(opened, Leases):
                 rt._cluster = Cluster(
@@ -636,11 +651,29 @@ class Runtime:
         keep = spec.retention
         if retention is not None:
             keep = check_retention(retention).total_seconds()
+        if self._tracer is None:
+            return await self._start(spec, actor, name, data, attrs, keep)
+        with _tracing.admission(self._tracer, "start", spec.name, actor.key, name) as span:
+            return await self._start(spec, actor, name, data, attrs, keep, span)
+
+    async def _start(
+        self,
+        spec: EntitySpec,
+        actor: ActorRef[E],
+        name: str,
+        data: bytes,
+        attrs: dict[str, AttributeValue],
+        keep: float,
+        span: Span | None = None,
+    ) -> StartHandle[E, Any]:
+        """``start`` once its input is checked; ``span`` is its admission span, if tracing."""
         reply: Future[Any] = Future()
         adopts = spec.on_duplicate is None
         if adopts:
             duplicate = await self._duplicate(spec, actor._id, reply)
             if duplicate is not None:
+                if span is not None:
+                    _tracing.answered(span, duplicate)
                 return StartHandle(self, ActorRef(self, spec, actor.key, duplicate), False, reply)
         message = NewMessage(
             kind=MessageKind.START, handler=name, payload=data, meta=encode_attributes(attrs)
@@ -654,6 +687,7 @@ class Runtime:
             ),
             accepted=Future(),
             reply=reply,
+            trace=None if span is None else _tracing.creation(span),
         )
         admitting: Future[None] | None = None
         if adopts and actor._id not in self._admitting:
@@ -667,6 +701,8 @@ class Runtime:
                 del self._admitting[actor._id]
                 admitting.set(None)
         assert isinstance(outcome, AdmitOutcome)
+        if span is not None:
+            _tracing.admitted(span, outcome)
         if outcome.message is None:
             # Completed within its retention window: answer from the stored record.
             self._settle(reply, spec, actor._id, outcome)
@@ -883,6 +919,18 @@ class Runtime:
                 del dispatcher.submitted[actor]
         return outcome
 
+    async def _traced(
+        self, request: Request, operation: str, ref: ActorRef[Any], handler: str
+    ) -> WriteOutcome:
+        """``_request`` inside an admission span (tracing only): ``ask``, ``tell``, ``cancel``."""
+        assert self._tracer is not None
+        actor = ref._id
+        with _tracing.admission(self._tracer, operation, actor.entity, actor.key, handler) as span:
+            request.trace = _tracing.creation(span)
+            outcome = await self._request(request)
+            _tracing.admitted(span, outcome)
+            return outcome
+
     def _enqueue(
         self,
         ref: ActorRef[Any],
@@ -993,7 +1041,10 @@ class Runtime:
                 chain=chain,
             )
             with self._deadline(ref, name, timeout):
-                outcome = await self._request(request)
+                if self._tracer is None:
+                    outcome = await self._request(request)
+                else:
+                    outcome = await self._traced(request, "ask", ref, name)
                 assert isinstance(outcome, EnqueueOutcome)
                 if outcome.repeat_of is not None:
                     # A repeat: the stored reply, or the first message's once it is handled.
@@ -1014,7 +1065,10 @@ class Runtime:
             item=self._enqueue(ref, spec, MessageKind.TELL, name, data, idempotency_key),
             accepted=Future(),
         )
-        outcome = await self._request(request)
+        if self._tracer is None:
+            outcome = await self._request(request)
+        else:
+            outcome = await self._traced(request, "tell", ref, name)
         assert isinstance(outcome, EnqueueOutcome)
         if outcome.repeat_of is not None:
             self._repeat(ref, spec, name, data, outcome)
@@ -1029,7 +1083,10 @@ class Runtime:
             accepted=Future(),
             reply=reply,
         )
-        outcome = await self._request(request)
+        if self._tracer is None:
+            outcome = await self._request(request)
+        else:
+            outcome = await self._traced(request, "cancel", ref, "cancel")
         assert isinstance(outcome, EnqueueOutcome)
         if outcome.message is None:
             if (

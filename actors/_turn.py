@@ -7,6 +7,7 @@ commits it and only then releases the reply and the outgoing messages.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from actors import _codec, _deadlock
+from actors import _codec, _deadlock, _recent, _tracing
 from actors._activation import Activation, Envelope
 from actors._context import ADOPT, SUPERSEDE, Context, _Marker, error_info
 from actors._duplicate import Duplicate
@@ -84,7 +85,32 @@ def _result(
 
 
 async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
-    """Handle ``env`` on ``act`` (loaded, same generation) and describe what to commit."""
+    """Handle ``env`` on ``act`` (loaded, same generation) and describe what to commit.
+
+    The commit carries the actor's recent turns, this one last (``_recent``).
+    """
+    keep = rt.config.recent_turns
+    if not keep:
+        return await _run(rt, act, env)
+    began = time.perf_counter()
+    result = await _run(rt, act, env)
+    if act.recent is None:
+        act.recent = _recent.decode(act.recent_bytes)
+    record = env.record
+    turn = _recent.TurnNote(
+        message=record.id,
+        kind=record.kind.value,
+        handler=record.handler,
+        at=rt.clock.now(),
+        took=round(time.perf_counter() - began, 6),
+        outcome=_recent.outcome(result),
+    )
+    act.recent_bytes = _recent.note(act.recent, turn, keep=keep)
+    result.commit = replace(result.commit, recent_turns=act.recent_bytes)
+    return result
+
+
+async def _run(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
     record = env.record
     spec = act.spec
     if record.kind is MessageKind.CANCEL:
@@ -243,6 +269,7 @@ def forward(act: Activation, env: Envelope) -> TurnResult:
 def _failed(act: Activation, env: Envelope, handler: str, exc: Exception) -> TurnResult:
     """A turn that raised: nothing it did is kept, except that a failed start fails the actor."""
     record = env.record
+    _tracing.turn_failed(exc)  # on the turn's span, with its traceback (when tracing)
     assert act.instance is not None
     act.instance.state = (
         act.spec.new_state()

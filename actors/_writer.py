@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from actors import _tracing
 from actors._activation import Envelope
 from actors._clock import Clock
 from actors._deadlock import Chain
@@ -39,6 +40,9 @@ from persistence import (
     WriteOutcome,
 )
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext, Tracer
+
 log = structlog.get_logger("actors.writer")
 
 
@@ -46,8 +50,9 @@ log = structlog.get_logger("actors.writer")
 class Request:
     """A write other than a turn's, whose submitter waits on ``accepted``.
 
-    ``reply`` and ``chain`` go with the message an admission or enqueue stores; ``envelope``
-    is the message a ``BuryMessage`` moves to the dead letters.
+    ``reply``, ``chain`` and ``trace`` (the admission span's context) go with the message an
+    admission or enqueue stores; ``envelope`` is the message a ``BuryMessage`` moves to the
+    dead letters.
     """
 
     item: Admit | Enqueue | FireTimers | BuryMessage | RetryDeadLetter
@@ -55,6 +60,7 @@ class Request:
     reply: Future[Any] | None = None
     chain: Chain = ()
     envelope: Envelope | None = None
+    trace: SpanContext | None = None
 
 
 Item = Request | TurnResult
@@ -75,6 +81,8 @@ class Writer:
         self.host: CommitHost | None = None
         # Multi-node: how an item is written (its caller's session, its lease's epoch).
         self.prepare: Callable[[Item], WriteItem] | None = None
+        # Set by the runtime when OpenTelemetry is installed: each batch gets a span.
+        self.tracer: Tracer | None = None
         self.stopped = anyio.Event()
         self._max_batch = max_batch
         # Unbounded: submit() must not await, so that a turn is queued atomically with its
@@ -174,10 +182,20 @@ class Writer:
             else item.commit
             for item in live
         ]
-        try:
-            outcomes = await retrying(
-                lambda: self._store.write(writes, now=self._clock.now()), what="write"
+        writing = retrying(lambda: self._store.write(writes, now=self._clock.now()), what="write")
+        if self.tracer is not None:
+            writing = _tracing.commit(
+                self.tracer,
+                writing,
+                items=len(live),
+                turns=sum(isinstance(item, TurnResult) for item in live),
+                created=[
+                    item.envelope.trace if isinstance(item, TurnResult) else item.trace
+                    for item in live
+                ],
             )
+        try:
+            outcomes = await writing
         except StoreError as exc:
             if not exc.retryable and len(live) > 1:
                 for n, item in enumerate(live):  # only the item the store cannot take fails

@@ -168,6 +168,7 @@ class Summary:
     machine: dict[str, str | int | bool | None]
     workloads: list[str]
     durabilities: list[Durability]
+    tracing: str = "api"  # benchmarks.tracing: off, api or sdk
     series: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
 
     def add(self, name: str, durability: str, run: Run) -> None:
@@ -228,6 +229,7 @@ class Summary:
                 "sizes": asdict(self.sizes),
                 "workloads": self.workloads,
                 "durabilities": self.durabilities,
+                "tracing": self.tracing,
             },
             "workloads": {
                 name: {"title": WORKLOADS[name][0]}

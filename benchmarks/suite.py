@@ -31,6 +31,7 @@ from benchmarks.ceilings import asyncio_ceiling, sqlite_ceiling
 from benchmarks.core import quiet_logging
 from benchmarks.report import ANY, Run, Summary, machine
 from benchmarks.table import render
+from benchmarks.tracing import TRACING, command, set_up
 from benchmarks.workloads import WORKLOADS, Check, Outcome, Sizes
 from persistence import DURABILITIES, Durability
 
@@ -42,9 +43,10 @@ CEILINGS = ("sqlite", "asyncio")
 LOG_TAIL = 4000  # characters of a run's other output (warnings, a traceback) kept
 
 
-def run_one(name: str, durability: Durability, scale: float) -> Outcome:
+def run_one(name: str, durability: Durability, scale: float, tracing: str = "api") -> Outcome:
     """Run workload or ceiling ``name`` once in this process, on a fresh temporary file."""
     quiet_logging()
+    finish = set_up(tracing)
     sizes = Sizes.scaled(scale)
     with tempfile.TemporaryDirectory() as folder:
         if name == "sqlite":
@@ -54,6 +56,8 @@ def run_one(name: str, durability: Durability, scale: float) -> Outcome:
         else:
             url = f"sqlite:///{Path(folder) / 'bench.db'}"
             outcome = anyio.run(WORKLOADS[name][1], url, durability, sizes)
+    if finish is not None:
+        outcome.counts["spans_exported"] = finish()
     # Linux reports ru_maxrss in KiB: the peak of this process, which ran nothing else.
     outcome.figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return outcome
@@ -69,15 +73,17 @@ def decode(text: str) -> Outcome:
     )
 
 
-def spawn(name: str, durability: Durability | None, scale: float, timeout: float) -> Run:
+def spawn(
+    name: str, durability: Durability | None, scale: float, timeout: float, tracing: str = "api"
+) -> Run:
     """Run ``name`` at ``durability`` in a fresh subprocess; its outcome, or why it failed."""
-    command = [sys.executable, "-m", "benchmarks.suite", "--one", name, "--scale", repr(scale)]
+    argv = [*command(tracing), "--one", name, "--scale", repr(scale), "--tracing", tracing]
     if durability is not None:
-        command += ["--durability", durability]
+        argv += ["--durability", durability]
     started = time.perf_counter()
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+            argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
         )
     except subprocess.TimeoutExpired:
         return Run(seconds=timeout, error=f"no result within {timeout:g} s")
@@ -117,11 +123,12 @@ def run_suite(args: argparse.Namespace) -> Summary:
         machine=machine(),
         workloads=args.only,
         durabilities=durabilities,
+        tracing=args.tracing,
     )
     steps = plan(args.only, durabilities)
     for n in range(1, args.runs + 1):
         for name, durability in steps:
-            run = spawn(name, durability, args.scale, args.timeout)
+            run = spawn(name, durability, args.scale, args.timeout, args.tracing)
             summary.add(name, durability or ANY, run)
             status = "ok" if run.verified else f"FAILED: {run.error or 'a check did not hold'}"
             print(
@@ -165,6 +172,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=workload_list, default=list(WORKLOADS), help="e.g. W2,W3")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"(default {DEFAULT_JSON})")
     p.add_argument("--timeout", type=positive(float), default=1800.0, help="seconds per run")
+    p.add_argument(
+        "--tracing",
+        choices=TRACING,
+        default="api",
+        help="OpenTelemetry: off (as if not installed), api (no SDK; default), sdk "
+        "(spans made and batched, then dropped); see benchmarks/tracing.py",
+    )
     p.add_argument("--one", choices=[*WORKLOADS, *CEILINGS], help=argparse.SUPPRESS)
     return p
 
@@ -174,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.one:
         durability: Durability = "full" if args.durability == "both" else args.durability
-        print(json.dumps(asdict(run_one(args.one, durability, args.scale))))
+        print(json.dumps(asdict(run_one(args.one, durability, args.scale, args.tracing))))
         return 0
     summary = run_suite(args)
     print(render(summary))

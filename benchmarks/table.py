@@ -67,7 +67,8 @@ def heading(summary: Summary) -> str:
     """What ran, how often, and where."""
     s, m = summary.sizes, summary.machine
     return (
-        f"keyed-actors benchmarks: median of {summary.runs} run(s), scale {summary.scale:g}\n"
+        f"keyed-actors benchmarks: median of {summary.runs} run(s), scale {summary.scale:g}, "
+        f"tracing {summary.tracing}\n"
         f"sizes: W1 {s.storm_keys:,} keys x {DUPLICATES} starts, then 1 late each; "
         f"W2 {TALLY_KEYS} keys x {s.asks_per_key:,} asks; W3 {s.hot_asks:,} asks; "
         f"W4 {s.fanout:,} tells, max_active {s.max_active:,}\n"

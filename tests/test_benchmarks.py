@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from benchmarks.suite import spawn
 from tests.postgres import require_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +122,17 @@ def test_the_suite_runs_every_workload_at_both_durabilities_and_verifies_them(
     for durability in DURABILITIES:
         check_verified_series(data["ceilings"]["sqlite"][durability], CEILING_FIGURES["sqlite"])
     check_verified_series(data["ceilings"]["asyncio"], CEILING_FIGURES["asyncio"])
+
+
+@pytest.mark.parametrize("tracing", ["off", "sdk"])
+def test_a_suite_run_with_tracing_off_or_sdk_is_verified(tracing: str) -> None:
+    """``--tracing``: ``off`` really has no OpenTelemetry, ``sdk`` really exports spans."""
+    run = spawn("W3", "process", 0.005, 120, tracing)
+    assert run.verified, run.error or run.log
+    assert run.outcome is not None
+    # W3 at this scale: 26 asks (one untimed), each an admission, a turn and two commits.
+    expected = {"off": None, "sdk": 26 * 4}[tracing]
+    assert run.outcome.counts.get("spans_exported") == expected
 
 
 def test_the_quick_multinode_benchmark_verifies_and_prints_both_layouts(tmp_path: Path) -> None:
