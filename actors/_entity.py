@@ -141,7 +141,8 @@ class EntitySpec:
     def handler(self, ref: str | Callable[..., Any]) -> HandlerSpec:
         name = ref if isinstance(ref, str) else getattr(ref, "__name__", repr(ref))
         spec = self.handlers.get(name)
-        if spec is None or (not isinstance(ref, str) and spec.fn is not ref):
+        fn = getattr(ref, "__func__", ref)  # ``self.h`` inside a handler is ``Entity.h`` bound
+        if spec is None or (not isinstance(ref, str) and spec.fn is not fn):
             known = ", ".join(sorted(self.handlers)) or "none"
             raise UnknownHandler(
                 f"entity {self.name!r} has no handler {name!r} (handlers: {known})"

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
 import msgspec
 
@@ -239,8 +239,18 @@ def check_limit(limit: object, *, what: str = "limit") -> int:
     return limit
 
 
+class Queried(Protocol):
+    """What a query needs of its entity: an ``EntitySpec``, or the command line's view."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def attribute_types(self) -> Mapping[str, str]: ...  # name -> kind; empty: any
+
+
 def compile_query(
-    spec: EntitySpec,
+    spec: Queried,
     *,
     now: float,
     where: Mapping[str, Any] | None,
@@ -295,7 +305,7 @@ def compile_query(
     return query, order
 
 
-def _condition(spec: EntitySpec, name: object, term: object) -> Condition:
+def _condition(spec: Queried, name: object, term: object) -> Condition:
     try:
         check_attribute_name(name)
     except ValueError as exc:
@@ -388,7 +398,7 @@ def _statuses(status: object) -> frozenset[Status]:
     return frozenset(found)
 
 
-def _order(spec: EntitySpec, order_by: object) -> Order:
+def _order(spec: Queried, order_by: object) -> Order:
     if not isinstance(order_by, str) or not order_by:
         raise InvalidQuery(f"order_by must be a field name, got {order_by!r}")
     descending = order_by.startswith("-")

@@ -1,4 +1,4 @@
-"""Every Python code block in the README and docs/ runs as written."""
+"""Every Python code block and console session in the README and docs/ runs as written."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -29,6 +30,23 @@ BLOCKS = [
     for doc in DOCS
     for n, match in enumerate(BLOCK.finditer(doc.read_text("utf-8")))
 ]
+ANY_BLOCK = re.compile(r"^```(python|console)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A console block's shown output must be what the command prints, but for what changes from
+# run to run: times and durations.
+VARYING = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?|\d+(\.\d+)? ms")
+
+
+def _console_blocks() -> list[Any]:
+    """Each console block with the python blocks before it in its document (its setup)."""
+    found = []
+    for doc in DOCS:
+        setup: list[str] = []
+        for n, match in enumerate(ANY_BLOCK.finditer(doc.read_text("utf-8"))):
+            if match[1] == "python":
+                setup.append(match[2])
+            else:
+                found.append(pytest.param(list(setup), match[2], id=f"{doc.name}:{n}"))
+    return found
 
 
 def test_the_readme_has_a_runnable_example() -> None:
@@ -56,3 +74,36 @@ async def _run_block(code: str, tmp_path: Path) -> None:
             [sys.executable, "-c", code], cwd=tmp_path, env=env, check=False
         )
     assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.parametrize(("setup", "session"), _console_blocks())
+async def test_docs_console_session_prints_what_it_shows(
+    setup: list[str], session: str, tmp_path: Path
+) -> None:
+    """Each ``$ command`` of a console block exits 0 and prints the lines shown under it.
+
+    The python blocks before it in its document run first, in the same directory (they make
+    the store the commands look at); times and durations may differ from those shown.
+    """
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    with anyio.fail_after(120):
+        for code in setup:
+            await _run_block(code, tmp_path)
+        commands: list[tuple[str, list[str]]] = []
+        for line in session.splitlines():
+            if line.startswith("$ "):
+                commands.append((line[2:], []))
+            else:
+                commands[-1][1].append(line)
+        for command, shown in commands:
+            done = await anyio.run_process(
+                ["bash", "-c", command], cwd=tmp_path, env=env, check=False
+            )
+            assert done.returncode == 0, f"{command}: {done.stderr.decode()}"
+            printed = [_steady(line) for line in done.stdout.decode().splitlines()]
+            assert printed == [_steady(line) for line in shown], command
+
+
+def _steady(line: str) -> str:
+    return " ".join(VARYING.sub("<varies>", line).split())

@@ -16,6 +16,7 @@ from actors import (
     UnknownHandler,
     handler,
 )
+from actors._entity import entity_spec
 from tests.conftest import running
 from tests.entities import ChargeRequest, Counter, Payment
 
@@ -141,3 +142,26 @@ async def test_bad_attributes_are_refused_before_anything_is_stored(
         with pytest.raises(ValueError, match=message):
             await rt.start(Payment, "attr", ChargeRequest(amount=1), attributes=attributes)
         assert await rt._store.load_actor(rt.ref(Payment, "attr")._id) is None
+
+
+def test_a_handler_may_be_named_by_the_method_bound_to_an_instance() -> None:
+    """``self.h`` inside a handler names ``h`` as ``Entity.h`` does; another class's does not."""
+
+    class Bell(Entity):
+        name = "bell"
+
+        @handler
+        async def ring(self, ctx: Context) -> None:
+            pass
+
+    class Gong(Entity):
+        name = "gong"
+
+        @handler
+        async def ring(self, ctx: Context) -> None:
+            pass
+
+    spec = entity_spec(Bell)
+    assert spec.handler(Bell().ring) is spec.handler(Bell.ring)
+    with pytest.raises(UnknownHandler, match="entity 'bell' has no handler 'ring'"):
+        spec.handler(Gong().ring)
