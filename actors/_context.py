@@ -20,6 +20,7 @@ from actors._registry import (
     check_attribute_name,
     check_attributes,
     decode_attributes,
+    decode_retention,
     is_text,
 )
 from actors.errors import InvalidKey
@@ -248,7 +249,8 @@ class Context:
             raise RuntimeError(f"{self.entity}/{self.key} is already superseded in this turn")
         self._successor = Successor(
             init=ActorInit(
-                retention=self._spec.retention, attributes=decode_attributes(duplicate.meta)
+                retention=decode_retention(duplicate.meta, self._spec.retention),
+                attributes=decode_attributes(duplicate.meta),
             ),
             message=NewMessage(
                 kind=MessageKind.START, handler=duplicate.handler, payload=data, meta=duplicate.meta

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -114,14 +115,24 @@ def check_attributes(
     return checked
 
 
-def encode_attributes(values: Mapping[str, AttributeValue]) -> bytes:
-    """Checked attributes as bytes that keep each value's type (for a duplicate's metadata)."""
-    tagged = {
+_RETENTION = "@retention"  # not an attribute name: those are identifiers
+
+
+def encode_attributes(
+    values: Mapping[str, AttributeValue], *, retention: float | None = None
+) -> bytes:
+    """A start's metadata: its attributes, each value's type kept, and its own retention.
+
+    A duplicate carries it to the owner, whose policy may start a generation with them.
+    """
+    tagged: dict[str, list[Any]] = {
         name: ["datetime", value.isoformat()]
         if isinstance(value, datetime)
         else [type(value).__name__, value]
         for name, value in values.items()
     }
+    if retention is not None:
+        tagged[_RETENTION] = ["float", retention]
     return msgspec.json.encode(tagged)
 
 
@@ -133,4 +144,14 @@ def decode_attributes(data: bytes | None) -> dict[str, AttributeValue]:
     return {
         name: datetime.fromisoformat(str(value)) if tag == "datetime" else value
         for name, (tag, value) in tagged.items()
+        if name != _RETENTION
     }
+
+
+def decode_retention(data: bytes | None, default: float) -> float:
+    """The retention a start asked for (:func:`encode_attributes`), else ``default``."""
+    if not data:
+        return default
+    tagged: dict[str, tuple[str, float]] = msgspec.json.decode(data)
+    found = tagged.get(_RETENTION)
+    return default if found is None else float(found[1])

@@ -124,7 +124,8 @@ class RuntimeStatistics:
 
     Attributes:
         activations: actors currently held in memory.
-        peak_activations: the most actors held in memory at once (at most ``max_active``).
+        peak_activations: the most actors held in memory at once (``max_active``, plus the
+            asks from running handlers let in over it).
         activated: activations created since the runtime opened (fresh or loaded).
         passivated: activations dropped from memory (idle, or to make room).
         turns: turns run since the runtime opened.
@@ -675,9 +676,10 @@ class Runtime:
                 if span is not None:
                     _tracing.answered(span, duplicate)
                 return StartHandle(self, ActorRef(self, spec, actor.key, duplicate), False, reply)
-        message = NewMessage(
-            kind=MessageKind.START, handler=name, payload=data, meta=encode_attributes(attrs)
-        )
+        # A retention of its own goes with the message too: if it meets a duplicate policy,
+        # the generation that policy starts (supersede, re-admission) keeps it.
+        meta = encode_attributes(attrs, retention=None if keep == spec.retention else keep)
+        message = NewMessage(kind=MessageKind.START, handler=name, payload=data, meta=meta)
         request = Request(
             item=Admit(
                 actor=actor._id,

@@ -20,7 +20,7 @@ from actors._activation import Activation, Envelope
 from actors._context import ADOPT, SUPERSEDE, Context, _Marker, error_info
 from actors._duplicate import Duplicate
 from actors._entity import HandlerSpec
-from actors._registry import decode_attributes
+from actors._registry import decode_attributes, decode_retention
 from actors.errors import ActorCompleted, ActorsError, HandlerFailed
 from persistence import (
     ActorInit,
@@ -257,7 +257,10 @@ def forward(act: Activation, env: Envelope) -> TurnResult:
     readmit = Admit(
         actor=act.id,
         message=message,
-        init=ActorInit(retention=act.spec.retention, attributes=decode_attributes(record.meta)),
+        init=ActorInit(
+            retention=decode_retention(record.meta, act.spec.retention),
+            attributes=decode_attributes(record.meta),
+        ),
         to_terminal=act.spec.on_duplicate is not None,
     )
     commit = TurnCommit(

@@ -40,7 +40,7 @@ Run the demo (serves on a free port, makes the requests, prints one line per ste
 
 or only serve, and try it with curl::
 
-    python examples/http_idempotency.py --serve --port 8000
+    python examples/http_idempotency.py --serve --port 8000 --store keys.db
     curl -i http://127.0.0.1:8000/payments -H 'Content-Type: application/json' \
         -H 'Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324"' \
         -d '{"amount": 1999, "currency": "eur"}'
@@ -564,13 +564,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", action="store_true", help="only serve, for curl")
     parser.add_argument("--port", type=int, default=8000, help="with --serve (default 8000)")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="the SQLite file to keep the keys in, for `actors ls` (default: a temporary one)",
+    )
     args = parser.parse_args()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),  # stdout is for the results
     )
     with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'http_idempotency.db'}"
+        url = f"sqlite:///{args.store or Path(folder) / 'http_idempotency.db'}"
         if args.serve:
             anyio.run(serve, url, args.port)
         else:

@@ -4,12 +4,14 @@ Shows virtual actors (created on first message), asks and tells, an atomic start
 ``created`` flag, a duplicate start that reuses the stored result, and a restart that keeps
 everything. Run it with::
 
-    python examples/quickstart.py
+    python examples/quickstart.py            # on a database in a temporary folder
+    python examples/quickstart.py app.db     # on app.db, kept for `actors ls app.db`
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,28 +62,37 @@ class Payment(Entity):
 
 async def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if len(sys.argv) > 1:
+        path = Path(sys.argv[1])
+        await run(f"sqlite:///{path}")
+        print(f"the store is in {path}: look into it with `actors ls {path}`")
+        return
     with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'app.db'}"
-        async with Runtime.open(url, entities=[Counter, Payment]) as rt:
-            user = rt.ref(Counter, "user-7")
-            print("add(5) ->", await user.ask(Counter.add, 5))
-            await user.tell(Counter.add, 1)
-            print("tell(add, 1) accepted durably")
+        await run(f"sqlite:///{Path(folder) / 'app.db'}")
 
-            first = await rt.start(
-                Payment, "order-123", ChargeRequest(amount=42), attributes={"customer": "c1"}
-            )
-            receipt = await first.reply()
-            print(f"start payment/order-123: created={first.created} receipt={receipt}")
-            again = await rt.start(Payment, "order-123", ChargeRequest(amount=42))
-            print(f"start it again:          created={again.created} receipt={await again.reply()}")
-            print("status:", await first.actor.status(), "| result:", await first.actor.result())
 
-        async with Runtime.open(url, entities=[Counter, Payment]) as rt:
-            print("after restart, add(1) ->", await rt.ref(Counter, "user-7").ask(Counter.add, 1))
-            late = await rt.start(Payment, "order-123", ChargeRequest(amount=42))
-            same = (await late.reply()) == receipt
-            print(f"after restart, a duplicate gets the stored receipt: {same}")
+async def run(url: str) -> None:
+    """Everything the quickstart shows, on the store at ``url``."""
+    async with Runtime.open(url, entities=[Counter, Payment]) as rt:
+        user = rt.ref(Counter, "user-7")
+        print("add(5) ->", await user.ask(Counter.add, 5))
+        await user.tell(Counter.add, 1)
+        print("tell(add, 1) accepted durably")
+
+        first = await rt.start(
+            Payment, "order-123", ChargeRequest(amount=42), attributes={"customer": "c1"}
+        )
+        receipt = await first.reply()
+        print(f"start payment/order-123: created={first.created} receipt={receipt}")
+        again = await rt.start(Payment, "order-123", ChargeRequest(amount=42))
+        print(f"start it again:          created={again.created} receipt={await again.reply()}")
+        print("status:", await first.actor.status(), "| result:", await first.actor.result())
+
+    async with Runtime.open(url, entities=[Counter, Payment]) as rt:
+        print("after restart, add(1) ->", await rt.ref(Counter, "user-7").ask(Counter.add, 1))
+        late = await rt.start(Payment, "order-123", ChargeRequest(amount=42))
+        same = (await late.reply()) == receipt
+        print(f"after restart, a duplicate gets the stored receipt: {same}")
 
 
 if __name__ == "__main__":

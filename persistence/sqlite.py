@@ -420,7 +420,9 @@ def _lock(path: str) -> int | None:
         os.close(fd)
         raise StoreUnavailable(
             f"SQLite database {path!r} is already open in a runtime's store (in this process or"
-            " another): one runtime per file, or several nodes on PostgreSQL"
+            " another): one runtime per file (runtimes of several namespaces in one process"
+            " share one store: open_store() once and pass it to each), or use PostgreSQL for"
+            " several processes"
         ) from None
     return fd
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actors import Runtime, RuntimeConfig
 from actors.testing import VirtualClock
+from persistence import StoreUnavailable, open_store
 from tests.entities import Counter
 
 
@@ -59,3 +61,24 @@ async def test_a_node_id_is_refused_where_it_cannot_apply(
     with pytest.raises(ValueError, match=message):
         async with Runtime.open(url, entities=[Counter], node_id=node_id):
             pass
+
+
+@pytest.mark.anyio
+async def test_a_second_runtime_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """Two would run the same actors at once; namespaces in one process share one store."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    async with Runtime.open(url, entities=[Counter]) as first:
+        with pytest.raises(StoreUnavailable, match="already open in a runtime's store"):
+            async with Runtime.open(url, entities=[Counter], namespace="other"):
+                pass
+        assert await first.ref(Counter, "c").ask(Counter.add, 2) == 2
+    store = await open_store(url)
+    try:
+        async with (
+            Runtime.open(store, entities=[Counter], namespace="a") as a,
+            Runtime.open(store, entities=[Counter], namespace="b") as b,
+        ):
+            assert await a.ref(Counter, "c").ask(Counter.add, 1) == 1
+            assert await b.ref(Counter, "c").ask(Counter.add, 5) == 5
+    finally:
+        await store.close()

@@ -263,3 +263,19 @@ async def test_an_inngest_key_runs_again_once_its_24_hours_have_passed(store_url
         after = await rt.start(InngestIdempotency, "k", "third")
         assert (after.created, after.actor.generation) == (True, 2)
         assert await after.reply() == Started(label="third", generation=2)
+
+
+@pytest.mark.parametrize("policy", [TerminateIfRunning, AllowDuplicate])
+async def test_the_generation_a_policy_starts_keeps_the_duplicates_own_retention(
+    store_url: str, policy: type[Task]
+) -> None:
+    """G6: ``start(..., retention=)`` holds for the generation its duplicate starts too."""
+    async with running(store_url, policy) as rt:
+        await first_run(rt, policy, "k", ACTIVE if policy is TerminateIfRunning else COMPLETED)
+        duplicate = await rt.start(policy, "k", "second", retention=timedelta(minutes=5))
+        assert await duplicate.reply() == Started(label="second", generation=2)
+        current = await record(rt, policy, "k")
+        assert (current.generation, current.retention) == (2, 300.0)
+        again = await rt.start(policy, "k2", "first")
+        await again.reply()
+        assert (await record(rt, policy, "k2")).retention == policy.retention.total_seconds()
