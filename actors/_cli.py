@@ -16,13 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import anyio
 
 from actors._inspect import Filters, Inspector, Json, timestamp
 from actors._query import Between, Exists, Ge, Gt, In, Le, Lt, Missing, Operator, Prefix
 from actors.errors import ActorsError
-from persistence import ActorId, Status, StoreError, open_store
+from persistence import ActorId, Status, StoreError, StoreUnavailable, open_store
 
 __all__ = ["main"]
 
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = anyio.run(_run, args)
+    except _Usage as exc:
+        parser.error(str(exc))
     except (ActorsError, StoreError, RuntimeError, ValueError) as exc:
         print(f"actors: error: {exc}", file=sys.stderr)
         code = 1
@@ -53,8 +56,24 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(code)
 
 
+class _Usage(Exception):
+    """A command's arguments do not fit together: a usage error (exit status 2)."""
+
+
 async def _run(args: argparse.Namespace) -> int:
-    store = await open_store(_url(args.store), migrate=False)
+    # A retry holds the SQLite file's runtime lock while it writes: a runtime keeps its
+    # mailboxes in memory, so one that is running (or opens meanwhile) would not see it.
+    exclusive = args.command is _dead_letters_retry
+    try:
+        store = await open_store(_url(args.store), migrate=False, exclusive=exclusive)
+    except StoreUnavailable as exc:
+        if exclusive and "already open" in str(exc):
+            raise RuntimeError(
+                "a runtime has this SQLite database open, and it keeps its mailboxes in "
+                "memory: it would not see the message until it restarts. Retry from the "
+                "application (Runtime.retry_dead_letter), or stop it and retry here"
+            ) from None
+        raise
     try:
         command: Callable[[Inspector, argparse.Namespace], Awaitable[int]] = args.command
         return await command(Inspector(store), args)
@@ -63,8 +82,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def _url(store: str) -> str:
-    """A store URL, or the path of a SQLite file as one."""
-    return store if "://" in store else f"sqlite:///{store}"
+    """A store URL, or the path of a SQLite file as one (quoted: ``#`` and ``?`` are kept)."""
+    return store if "://" in store else f"sqlite:///{quote(store)}"
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -72,20 +91,16 @@ def _url(store: str) -> str:
 
 async def _ls(inspector: Inspector, args: argparse.Namespace) -> int:
     entities = args.entity or await inspector.entities()
-    if args.after and len(entities) != 1:
-        raise ValueError("--after pages through one entity: give --entity too")
-    rows: list[dict[str, Json]] = []
-    cursor = None
-    for entity in entities:
-        page, cursor = await inspector.find(
-            entity, _filters(args), limit=args.limit - len(rows), after=args.after
+    if len(entities) == 1:
+        rows, cursor = await inspector.find(
+            entities[0], _filters(args), limit=args.limit, after=args.after
         )
-        rows.extend(page)
-        if len(rows) >= args.limit:
-            break
-    if len(entities) > 1:
-        cursor = None  # a cursor pages through one entity
-    _emit_actors(args, rows, cursor)
+        _emit_actors(args, rows, cursor)
+        return 0
+    if args.after:
+        raise _Usage("--after pages through one entity's actors: give one --entity")
+    rows, more = await inspector.find_across(entities, _filters(args), limit=args.limit)
+    _emit_actors(args, rows, None, more=more)
     return 0
 
 
@@ -105,7 +120,7 @@ async def _find(inspector: Inspector, args: argparse.Namespace) -> int:
 async def _show(inspector: Inspector, args: argparse.Namespace) -> int:
     entity, slash, key = args.actor.partition("/")
     if not slash or not entity or not key:
-        raise ValueError(f"name the actor as ENTITY/KEY, got {args.actor!r}")
+        raise _Usage(f"name the actor as ENTITY/KEY, got {args.actor!r}")
     shown = await inspector.show(ActorId(entity=entity, key=key))
     if args.json:
         _print_json(shown)
@@ -261,9 +276,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(
-        name: str, run: Callable[..., Awaitable[int]], help: str
+        name: str,
+        run: Callable[..., Awaitable[int]],
+        help: str,
+        under: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+        sub = under.add_parser(name, help=help, description=help)
         sub.add_argument("store", metavar="STORE", help="store URL or SQLite file")
         sub.add_argument("--json", action="store_true", help="print JSON, for scripts")
         sub.set_defaults(command=run)
@@ -298,11 +316,7 @@ def _parser() -> argparse.ArgumentParser:
 
     dead = commands.add_parser("dead-letters", help="list, retry or discard dead letters")
     actions = dead.add_subparsers(title="actions", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="list dead letters, oldest first")
-    for sub, run in ((listing, _dead_letters_list),):
-        sub.add_argument("store", metavar="STORE")
-        sub.add_argument("--json", action="store_true", help="print JSON, for scripts")
-        sub.set_defaults(command=run)
+    listing = command("list", _dead_letters_list, "list dead letters, oldest first", actions)
     listing.add_argument("--entity", "-e", help="only this entity's")
     listing.add_argument("--after", type=int, help="the last id of the previous page")
     listing.add_argument("--limit", type=_limit, default=100, help="page size (1-1000)")
@@ -310,11 +324,7 @@ def _parser() -> argparse.ArgumentParser:
         ("retry", _dead_letters_retry, "put a dead letter back at the end of its mailbox"),
         ("discard", _dead_letters_discard, "delete a dead letter for good"),
     ):
-        sub = actions.add_parser(name, help=help, description=help)
-        sub.add_argument("store", metavar="STORE")
-        sub.add_argument("id", type=int, metavar="ID")
-        sub.add_argument("--json", action="store_true", help="print JSON, for scripts")
-        sub.set_defaults(command=run)
+        command(name, run, help, actions).add_argument("id", type=int, metavar="ID")
 
     purge = command("purge", _purge, "delete records whose retention is over")
     purge.add_argument(
@@ -339,10 +349,12 @@ def _selection(sub: argparse.ArgumentParser) -> None:
             f"--{field}-after",
             type=_moment,
             metavar="WHEN",
-            help=f"{field} after WHEN: an ISO 8601 time (UTC unless it says so) or a time"
-            " ago (30s, 15m, 2h, 7d)",
+            help=f"{field} at or after WHEN: an ISO 8601 time (UTC unless it says so) or a"
+            " time ago (30s, 15m, 2h, 7d)",
         )
-        sub.add_argument(f"--{field}-before", type=_moment, metavar="WHEN")
+        sub.add_argument(
+            f"--{field}-before", type=_moment, metavar="WHEN", help=f"{field} at or before WHEN"
+        )
     sub.add_argument(
         "--order",
         default="key",
@@ -357,12 +369,13 @@ def _filters(args: argparse.Namespace) -> Filters:
     times: dict[str, Operator | None] = {}
     for field in ("created", "updated", "completed"):
         after, before = getattr(args, f"{field}_after"), getattr(args, f"{field}_before")
+        # Both ends included, alone or together.
         times[field] = (
             Between(after, before)
             if after and before
-            else Gt(after)
+            else Ge(after)
             if after
-            else Lt(before)
+            else Le(before)
             if before
             else None
         )
@@ -398,7 +411,10 @@ def _moment(text: str) -> datetime:
     ago = _AGO.match(text)
     if ago:
         span = timedelta(**{_UNITS[ago[2]]: float(ago[1])})
-        return datetime.fromtimestamp(time.time(), UTC) - span
+        try:
+            return datetime.fromtimestamp(time.time(), UTC) - span
+        except OverflowError:
+            raise argparse.ArgumentTypeError(f"{text!r} reaches before year 1") from None
     try:
         return timestamp(text)
     except ValueError:
@@ -420,9 +436,17 @@ def _limit(text: str) -> int:
 # -- output ---------------------------------------------------------------------------------
 
 
-def _emit_actors(args: argparse.Namespace, rows: list[dict[str, Json]], cursor: str | None) -> None:
+def _emit_actors(
+    args: argparse.Namespace,
+    rows: list[dict[str, Json]],
+    cursor: str | None,
+    *,
+    more: bool | None = None,
+) -> None:
+    """Print a page of actors; ``cursor`` continues it, ``more`` says it was cut without one."""
+    more = cursor is not None if more is None else more
     if args.json:
-        _print_json({"actors": rows, "cursor": cursor})
+        _print_json({"actors": rows, "cursor": cursor, "more": more})
         return
     _table(
         ["ACTOR", "GEN", "STATUS", "CREATED", "UPDATED", "ATTRIBUTES"],
@@ -441,6 +465,8 @@ def _emit_actors(args: argparse.Namespace, rows: list[dict[str, Json]], cursor: 
     )
     if cursor is not None:
         print(f"(more: --after {cursor})")
+    elif more:
+        print(f"(more: the first {len(rows)} shown; name one --entity to page, or raise --limit)")
 
 
 def _print_json(value: Json) -> None:

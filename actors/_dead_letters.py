@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import final
 
-from persistence import DeadLetterRecord
+from actors.errors import ActorNotFound, IdempotencyConflict
+from persistence import DeadLetterRecord, RetryOutcome
 
-__all__ = ["DeadLetter"]
+__all__ = ["DeadLetter", "check_retried"]
 
 
 @final
@@ -63,4 +64,29 @@ class DeadLetter:
             attempts=message.attempts,
             error=row.error,
             dead_at=datetime.fromtimestamp(row.dead_at, UTC),
+        )
+
+
+def check_retried(dead_letter: int, outcome: RetryOutcome) -> None:
+    """Raise what a ``RetryDeadLetter`` that kept its dead letter ran into.
+
+    Raises:
+        ActorNotFound: the dead letter's actor no longer exists.
+        IdempotencyConflict: another message holds its idempotency key now.
+    """
+    dead = outcome.dead_letter
+    if dead is None:
+        return
+    message = dead.message
+    if outcome.problem == "actor_gone":
+        raise ActorNotFound(
+            f"dead letter {dead_letter}: its actor {message.entity}/{message.key} no longer"
+            " exists (the dead letter is kept)"
+        )
+    if outcome.problem == "key_in_use":
+        raise IdempotencyConflict(
+            entity=message.entity,
+            key=message.key,
+            idempotency_key=str(message.idempotency_key),
+            difference=f"another message after dead letter {dead_letter} was given up",
         )

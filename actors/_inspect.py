@@ -19,8 +19,9 @@ from typing import Any
 import msgspec
 
 from actors import _recent
+from actors._dead_letters import check_retried
 from actors._query import Between, In, Operator, compile_query, make_cursor
-from actors.errors import ActorNotFound, IdempotencyConflict, InvalidQuery
+from actors.errors import ActorNotFound, InvalidQuery
 from persistence import (
     ActorId,
     ActorSummary,
@@ -150,8 +151,8 @@ class Inspector:
         self._now = time.time() if now is None else now
 
     async def entities(self) -> list[str]:
-        """Every entity name the store has anything of."""
-        return [row.entity for row in await self._store.statistics(now=self._now)]
+        """The names of the entities that have stored actors."""
+        return await self._store.entity_names()
 
     async def find(
         self, entity: str, filters: Filters, *, limit: int, after: str | None = None
@@ -165,6 +166,26 @@ class Inspector:
         rows = await self._store.find(dataclasses.replace(query, limit=limit + 1))
         cursor = make_cursor(order, rows[limit - 1]) if len(rows) > limit else None
         return [summary_json(row) for row in rows[:limit]], cursor
+
+    async def find_across(
+        self, entities: Sequence[str], filters: Filters, *, limit: int
+    ) -> tuple[list[dict[str, Json]], bool]:
+        """The first ``limit`` matching live actors of several entities, and if more match.
+
+        Merged in the order asked, then by entity. A cursor pages through one entity's
+        actors only: to page, name one entity.
+
+        Raises:
+            InvalidQuery: a bad term, order or limit.
+        """
+        rows: list[ActorSummary] = []
+        descending = False
+        for entity in entities:
+            query, order = await self._query(entity, filters, limit=limit)
+            descending = order.descending
+            rows.extend(await self._store.find(dataclasses.replace(query, limit=limit + 1)))
+        rows.sort(key=_merge_order, reverse=descending)  # as each entity's: ties by key
+        return [summary_json(row) for row in rows[:limit]], len(rows) > limit
 
     async def count(self, entity: str, filters: Filters) -> int:
         query, _ = await self._query(entity, filters, limit=1)
@@ -261,36 +282,18 @@ class Inspector:
     async def retry_dead_letter(self, dead_letter: int) -> dict[str, Json] | None:
         """Put a dead letter back at the end of its actor's mailbox: the stored message.
 
-        ``None`` if there is no such dead letter.
+        ``None`` if there is no such dead letter. On SQLite the store must be opened with
+        ``exclusive=True``: a runtime keeps its mailboxes in memory and would not see it.
 
         Raises:
-            RuntimeError: on SQLite, a runtime has the store open (it would not see it).
             ActorNotFound: its actor no longer exists (the dead letter is kept).
             IdempotencyConflict: another message holds its idempotency key (kept).
         """
-        if await self._store.held_by_runtime():
-            raise RuntimeError(
-                "a runtime has this SQLite database open, and it keeps its mailboxes in "
-                "memory: it would not see the message until it restarts. Retry from the "
-                "application (Runtime.retry_dead_letter), or stop it and retry here"
-            )
         [outcome] = await self._store.write(
             [RetryDeadLetter(dead_letter=dead_letter)], now=time.time()
         )
         assert isinstance(outcome, RetryOutcome)
-        dead = outcome.dead_letter
-        if dead is not None and outcome.problem == "actor_gone":
-            raise ActorNotFound(
-                f"dead letter {dead_letter}: its actor {dead.message.entity}/{dead.message.key}"
-                " no longer exists (the dead letter is kept)"
-            )
-        if dead is not None and outcome.problem == "key_in_use":
-            raise IdempotencyConflict(
-                entity=dead.message.entity,
-                key=dead.message.key,
-                idempotency_key=str(dead.message.idempotency_key),
-                difference=f"another message after dead letter {dead_letter} was given up",
-            )
+        check_retried(dead_letter, outcome)
         return None if outcome.message is None else message_json(outcome.message)
 
     async def purge_expired(self, *, batch: int = 500) -> int:
@@ -318,6 +321,23 @@ class Inspector:
             }
             for row in rows
         ]
+
+
+def _rank(value: Any) -> tuple[int, Any]:
+    """A sort key for sort values of any kind (entities may hold different kinds)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, int | float):
+        return (2, value)
+    if isinstance(value, datetime):
+        return (3, value.timestamp())
+    return (4, value)
+
+
+def _merge_order(row: ActorSummary) -> tuple[Any, ...]:
+    return (_rank(row.sort_value), row.key, row.entity)
 
 
 def typed(text: str, example: AttributeValue | None, *, name: str) -> AttributeValue:

@@ -16,13 +16,13 @@ from actors.errors import HandlerFailed
 if TYPE_CHECKING:
     from actors._turn import TurnResult
 
-__all__ = ["TurnNote", "decode", "note"]
+__all__ = ["NONE", "TurnNote", "decode", "note"]
 
 _MAX_OUTCOME = 200  # characters of an error message kept in a note
 
 
 class TurnNote(msgspec.Struct, frozen=True, array_like=True):
-    """One turn: which message, when it committed, how long its handler took, how it ended."""
+    """One turn: which message, when it ended, how long its handler took, how it ended."""
 
     message: int
     kind: str
@@ -31,6 +31,9 @@ class TurnNote(msgspec.Struct, frozen=True, array_like=True):
     took: float
     outcome: str
 
+
+NONE = b"[]"
+"""No notes: what a turn writes when ``recent_turns`` is 0 and the record still has some."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(list[TurnNote])

@@ -28,7 +28,7 @@ from actors._clock import Clock, SystemClock, track
 from actors._cluster import Cluster
 from actors._config import RuntimeConfig, check_retention
 from actors._context import Context, read_error_info
-from actors._dead_letters import DeadLetter
+from actors._dead_letters import DeadLetter, check_retried
 from actors._deadlines import clock_deadline, deadline
 from actors._entity import Entity, EntitySpec, check_key, entity_spec
 from actors._future import Future
@@ -511,19 +511,7 @@ class Runtime:
             )
         )
         assert isinstance(outcome, RetryOutcome)
-        dead = outcome.dead_letter
-        if dead is not None and outcome.problem == "actor_gone":
-            raise ActorNotFound(
-                f"dead letter {dead_letter}: its actor {dead.message.entity}/{dead.message.key}"
-                " no longer exists"
-            )
-        if dead is not None and outcome.problem == "key_in_use":
-            raise IdempotencyConflict(
-                entity=dead.message.entity,
-                key=dead.message.key,
-                idempotency_key=str(dead.message.idempotency_key),
-                difference=f"another message after dead letter {dead_letter} was given up",
-            )
+        check_retried(dead_letter, outcome)
         return outcome.message is not None
 
     async def discard_dead_letter(self, dead_letter: int) -> bool:

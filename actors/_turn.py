@@ -91,16 +91,21 @@ async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
     """
     keep = rt.config.recent_turns
     if not keep:
-        return await _run(rt, act, env)
+        result = await _run(rt, act, env)
+        if act.recent_bytes not in (None, _recent.NONE):  # kept while turns were noted
+            act.recent_bytes = _recent.NONE
+            result.commit = replace(result.commit, recent_turns=_recent.NONE)
+        return result
     began = time.perf_counter()
     result = await _run(rt, act, env)
     if act.recent is None:
         act.recent = _recent.decode(act.recent_bytes)
     record = env.record
+    duplicate = record.kind is MessageKind.DUPLICATE and act.spec.on_duplicate is not None
     turn = _recent.TurnNote(
         message=record.id,
         kind=record.kind.value,
-        handler=record.handler,
+        handler="on_duplicate" if duplicate else record.handler,
         at=rt.clock.now(),
         took=round(time.perf_counter() - began, 6),
         outcome=_recent.outcome(result),
@@ -285,8 +290,10 @@ def _failed(act: Activation, env: Envelope, handler: str, exc: Exception) -> Tur
         error_type, message = exc.error_type, exc.error_message
     else:
         message = str(exc)
-    log.warning(
-        "handler_failed",
+    # A duplicate refused by the entity's policy is a decision, not a fault.
+    refused = record.kind is MessageKind.DUPLICATE
+    (log.info if refused else log.warning)(
+        "duplicate_refused" if refused else "handler_failed",
         entity=act.id.entity,
         key=act.id.key,
         generation=act.generation,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from persistence.errors import InvalidStoreUrl, StoreUnavailable
 from persistence.sqlite import SQLiteStore
@@ -27,12 +27,19 @@ def check_durability(durability: object) -> None:
         raise ValueError(f"durability must be 'full' or 'process', got {durability!r}")
 
 
-async def open_store(url: str, *, durability: Durability = "full", migrate: bool = True) -> Store:
+async def open_store(
+    url: str,
+    *,
+    durability: Durability = "full",
+    migrate: bool = True,
+    exclusive: bool | None = None,
+) -> Store:
     """Open the store that ``url`` names, creating and migrating its schema as needed.
 
     Args:
         url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-            ``sqlite:///:memory:``, or ``postgresql://user@host:port/database`` (also
+            ``sqlite:///:memory:`` (the path percent-decoded: ``%23`` for ``#``, ``%3F``
+            for ``?``), or ``postgresql://user@host:port/database`` (also
             ``postgres://``; needs ``keyed-actors[postgres]``). A PostgreSQL URL may name the
             schema to keep the tables in, created if missing: ``?schema=name`` (lower-case
             letters, digits and ``_``); other query parameters go to asyncpg.
@@ -40,8 +47,11 @@ async def open_store(url: str, *, durability: Durability = "full", migrate: bool
             survive a crash of the process; the last ones may be lost with the machine). On
             PostgreSQL, ``process`` turns ``synchronous_commit`` off.
         migrate: ``False`` opens an existing store as it is, for an operator's tool: it must
-            exist at the current schema version (no file or table is created), and it does not
-            count as a runtime's (``Store.held_by_runtime``).
+            exist at the current schema version (no file or table is created).
+        exclusive: SQLite: hold the file's runtime lock while open, so that no runtime (and
+            no other such store) opens it meanwhile; by default a store that migrates (a
+            runtime's) does and a tool's does not. PostgreSQL needs no such lock: its nodes
+            coordinate through leases, and they notice mail that others store.
 
     Returns:
         An open store; close it with ``await store.close()``.
@@ -64,7 +74,10 @@ async def open_store(url: str, *, durability: Durability = "full", migrate: bool
                 "sqlite:////absolute/path.db or sqlite:///:memory:"
             )
         return await SQLiteStore.open(
-            parts.path[1:], synchronous=_SYNCHRONOUS[durability], migrate=migrate
+            unquote(parts.path[1:]),
+            synchronous=_SYNCHRONOUS[durability],
+            migrate=migrate,
+            exclusive=exclusive,
         )
     if parts.scheme in _POSTGRES_SCHEMES:
         dsn, schema = postgres_dsn(url)

@@ -66,11 +66,11 @@ class ForwardingStore:
     async def load_timers(self, actor: ActorId) -> list[TimerRecord]:
         return await self.inner.load_timers(actor)
 
+    async def entity_names(self) -> list[str]:
+        return await self.inner.entity_names()
+
     async def statistics(self, *, now: float) -> list[EntityStatistics]:
         return await self.inner.statistics(now=now)
-
-    async def held_by_runtime(self) -> bool:
-        return await self.inner.held_by_runtime()
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
         return await self.inner.actors_with_mail(after=after, limit=limit)

@@ -576,6 +576,12 @@ class PostgresStore:
         rows = await self._run(lambda conn: conn.fetch(sql, *params))
         return [timer_record(actor, (unescape(row[0]), *row[1:])) for row in rows]
 
+    async def entity_names(self) -> list[str]:
+        """See :meth:`persistence.Store.entity_names`."""
+        sql = "SELECT DISTINCT entity FROM actors ORDER BY entity"
+        rows = await self._run(lambda conn: conn.fetch(sql))
+        return [unescape(entity) for (entity,) in rows]
+
     async def statistics(self, *, now: float) -> list[EntityStatistics]:
         """See :meth:`persistence.Store.statistics`."""
 
@@ -602,10 +608,6 @@ class PostgresStore:
             )
 
         return await self._run(read, isolation="repeatable_read")
-
-    async def held_by_runtime(self) -> bool:
-        """See :meth:`persistence.Store.held_by_runtime`: nodes look for mail stored here."""
-        return False
 
     async def load_mailbox(self, actor: ActorId) -> list[MessageRecord]:
         """See :meth:`persistence.Store.load_mailbox`."""

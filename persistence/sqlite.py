@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-from persistence import _migrate, _sqlite_query
+from persistence import _file_lock, _migrate, _sqlite_query
 from persistence._attributes import from_sql, to_sql
 from persistence._batch import (
     Batch,
@@ -61,11 +61,6 @@ from persistence.records import (
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; held_by_runtime() cannot tell and says False
-    fcntl = None  # type: ignore[assignment]
 
 _ROW_CHUNK = 400  # (entity, key) pairs per lookup: 800 parameters, far below SQLite's limit
 _SQLITE_FULL = 13
@@ -152,7 +147,7 @@ class SQLiteStore:
     def __init__(self, thread: SQLiteThread, path: str, lock: int | None) -> None:
         self._thread = thread
         self._path = path
-        self._lock = lock  # a shared flock on the runtime lock file, held while open
+        self._lock = lock  # the runtime lock (``_file_lock``), held while open
 
     @classmethod
     async def open(
@@ -162,6 +157,7 @@ class SQLiteStore:
         synchronous: str = "FULL",
         schema_version: int | None = None,
         migrate: bool = True,
+        exclusive: bool | None = None,
     ) -> SQLiteStore:
         """Open (creating if needed) and migrate the database at ``path``.
 
@@ -171,29 +167,38 @@ class SQLiteStore:
                 ``NORMAL`` survives a process crash.
             schema_version: migrate only up to this version (tests of the migration runner).
             migrate: ``False`` opens an existing database as it is, for a tool: the file must
-                exist at the current schema version, and the store does not count in
-                :meth:`held_by_runtime`. ``True`` creates and migrates it, and holds an
-                exclusive lock on ``<path>-lock`` while open: one such store per file.
+                exist at the current schema version.
+            exclusive: hold the file's runtime lock while open (``_file_lock``): one such
+                store per file. By default a store that migrates (a runtime's) does, and a
+                tool's does not.
 
         Raises:
-            StoreUnavailable: the file cannot be opened, or is open in another such store
-                (with ``migrate=False``: it does not exist or is not at the current schema
-                version).
+            StoreUnavailable: the file cannot be opened, or ``exclusive`` and another store
+                holds its lock for over a second (with ``migrate=False``: it does not exist
+                or is not at the current schema version).
             SchemaTooNew: the file was written by a newer version of this library.
         """
         if not migrate:
             _check_exists(path)
-        lock = _lock(path) if migrate else None
+        lock = (
+            await _file_lock.acquire(path)
+            if (migrate if exclusive is None else exclusive)
+            else None
+        )
         try:
-            thread = await SQLiteThread.connect(path)
-        except sqlite3.Error as exc:
-            _unlock(lock)
-            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-        try:
-            await thread.run(lambda conn: _setup(conn, path, synchronous, schema_version, migrate))
+            try:
+                thread = await SQLiteThread.connect(path)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+            try:
+                await thread.run(
+                    lambda conn: _setup(conn, path, synchronous, schema_version, migrate)
+                )
+            except BaseException:
+                await thread.close()
+                raise
         except BaseException:
-            await thread.close()
-            _unlock(lock)
+            _file_lock.release(lock)
             raise
         return cls(thread, path, lock)
 
@@ -239,6 +244,11 @@ class SQLiteStore:
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [timer_record(actor, row) for row in rows]
 
+    async def entity_names(self) -> list[str]:
+        sql = "SELECT DISTINCT entity FROM actors ORDER BY entity"
+        rows = await self._read(lambda conn: conn.execute(sql).fetchall())
+        return [entity for (entity,) in rows]
+
     async def statistics(self, *, now: float) -> list[EntityStatistics]:
         def read(conn: sqlite3.Connection) -> list[EntityStatistics]:
             return entity_statistics(
@@ -260,21 +270,6 @@ class SQLiteStore:
             )
 
         return await self._read(read, snapshot=True)
-
-    async def held_by_runtime(self) -> bool:
-        if self._path == ":memory:" or fcntl is None:
-            return False  # an in-memory database is its process's alone
-        try:
-            fd = os.open(self._path + "-lock", os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # releases the probe's lock, if it got one
-        return False
 
     async def actors_with_mail(self, *, after: ActorId | None, limit: int) -> list[ActorId]:
         start = (after.entity, after.key) if after else ("", "")
@@ -348,7 +343,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._thread.close()
-        _unlock(self._lock)
+        _file_lock.release(self._lock)
         self._lock = None
 
 
@@ -397,39 +392,6 @@ def _check_exists(path: str) -> None:
     if path == ":memory:" or not os.path.isfile(path):
         what = "an in-memory database" if path == ":memory:" else "no such file"
         raise StoreUnavailable(f"cannot open SQLite database {path!r}: {what}")
-
-
-def _lock(path: str) -> int | None:
-    """An exclusive lock on ``<path>-lock``, held while this store is open.
-
-    One runtime per file: a runtime keeps its actors in memory, so a second one on the same
-    file would run the same actors at once and overwrite their state. Tools open the store
-    with ``migrate=False`` and take no lock. A lock file of its own, never the database:
-    closing any descriptor of the database file would drop SQLite's own POSIX locks on it.
-    The operating system releases the lock when the process ends, however it ends.
-    """
-    if path == ":memory:" or fcntl is None:
-        return None
-    try:
-        fd = os.open(path + "-lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreUnavailable(
-            f"SQLite database {path!r} is already open in a runtime's store (in this process or"
-            " another): one runtime per file (runtimes of several namespaces in one process"
-            " share one store: open_store() once and pass it to each), or use PostgreSQL for"
-            " several processes"
-        ) from None
-    return fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)
 
 
 def _setup(

@@ -84,20 +84,14 @@ class Store(Protocol):
         """The actor's stored timers, soonest first."""
         ...
 
+    async def entity_names(self) -> list[str]:
+        """The names of the entities that have stored actors, in order."""
+        ...
+
     async def statistics(self, *, now: float) -> list[EntityStatistics]:
         """What the store holds, per entity name, in name order; expiry judged at ``now``.
 
         Counts every row: meant for operators, not for a hot path.
-        """
-        ...
-
-    async def held_by_runtime(self) -> bool:
-        """Whether a runtime that would miss mail stored by another process has this store open.
-
-        A store opened with ``migrate=False`` does not count. On SQLite a runtime keeps its
-        actors' mailboxes in memory: a message that another process puts back (a dead letter
-        retried from the command line) would wait until that runtime restarts. PostgreSQL
-        nodes look for such mail, so there it is always ``False``.
         """
         ...
 

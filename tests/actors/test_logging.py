@@ -48,3 +48,19 @@ async def test_a_failing_handler_is_logged_with_its_error(store_url: str) -> Non
     assert failed[0]["handler"] == "add_then_fail"
     assert failed[0]["error_type"] == "ValueError"
     assert failed[0]["key"] == "f"
+
+
+async def test_a_duplicate_refused_by_policy_is_logged_as_a_decision(store_url: str) -> None:
+    """An exception from ``on_duplicate`` is logged at info as duplicate_refused."""
+    from examples.idempotency_policies import RejectDuplicate, first_run
+    from persistence import Status
+
+    with capture_logs() as logs:
+        async with running(store_url, RejectDuplicate) as rt:
+            await first_run(rt, RejectDuplicate, "k", Status.ACTIVE)
+            duplicate = await rt.start(RejectDuplicate, "k", "second")
+            with pytest.raises(HandlerFailed):
+                await duplicate.reply()
+    refused = [e for e in logs if e["event"] == "duplicate_refused"]
+    assert [(e["log_level"], e["handler"]) for e in refused] == [("info", "on_duplicate")]
+    assert not [e for e in logs if e["event"] == "handler_failed"]

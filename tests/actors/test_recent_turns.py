@@ -81,3 +81,25 @@ def test_recent_turns_must_be_a_small_count(bad: object) -> None:
     """A clear error at configuration time."""
     with pytest.raises(ValueError, match="recent_turns must be an int from 0 to 100"):
         RuntimeConfig(recent_turns=bad)  # type: ignore[arg-type]
+
+
+async def test_a_duplicate_turn_is_noted_as_the_policy_that_ran(tmp_path: Path) -> None:
+    """The entity's ``on_duplicate`` handled it: the note says so, with its refusal."""
+    from examples.idempotency_policies import RejectDuplicate, first_run
+    from persistence import Status
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    async with Runtime.open(url, entities=[RejectDuplicate]) as rt:
+        await first_run(rt, RejectDuplicate, "k", Status.ACTIVE)
+        duplicate = await rt.start(RejectDuplicate, "k", "second")
+        with pytest.raises(Exception, match="DuplicateRejected"):
+            await duplicate.reply()
+    store = await open_store(url)
+    try:
+        record = await store.load_actor(ActorId(entity=RejectDuplicate.name, key="k"))
+    finally:
+        await store.close()
+    assert record is not None
+    last = decode(record.recent_turns)[-1]
+    assert (last.kind, last.handler) == ("duplicate", "on_duplicate")
+    assert last.outcome.startswith("failed: DuplicateRejected")

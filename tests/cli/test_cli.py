@@ -23,6 +23,8 @@ from actors import Context, Entity, Runtime, RuntimeConfig, handler
 from actors._cli import main
 from persistence import (
     ActorId,
+    ActorInit,
+    Admit,
     BuryMessage,
     Enqueue,
     EnqueueOutcome,
@@ -174,6 +176,56 @@ def test_ls_pages_with_a_cursor(db: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "(more: --after " in out
 
 
+def test_ls_merges_several_entities_in_the_order_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Across entities, one order; a cut list says so (a cursor pages one entity only)."""
+    path = tmp_path / "two.db"
+
+    async def setup() -> None:
+        store = await open_store(f"sqlite:///{path}")
+        try:
+            for now, entity, key in ((1.0, "b", "x"), (2.0, "a", "y"), (3.0, "b", "z")):
+                message = NewMessage(kind=MessageKind.START, handler="h", payload=b"1")
+                await store.write(
+                    [
+                        Admit(
+                            actor=ActorId(entity=entity, key=key),
+                            message=message,
+                            init=ActorInit(retention=60.0),
+                        )
+                    ],
+                    now=now,
+                )
+        finally:
+            await store.close()
+
+    anyio.run(setup)
+
+    def actors(listing: Any) -> list[str]:
+        return [f"{row['entity']}/{row['key']}" for row in listing["actors"]]
+
+    everything = run_json(capsys, "ls", str(path))
+    assert (actors(everything), everything["more"]) == (["b/x", "a/y", "b/z"], False)
+    newest = run_json(capsys, "ls", str(path), "--order=-created_at", "--limit", "2")
+    assert (actors(newest), newest["cursor"], newest["more"]) == (["b/z", "a/y"], None, True)
+    code, out, _ = run(capsys, "ls", str(path), "--limit", "2")
+    assert code == 0
+    assert "(more: the first 2 shown; name one --entity to page" in out
+    code, _, err = run(capsys, "ls", str(path), "--after", "abc")
+    assert code == 2
+    assert "--after pages through one entity's actors" in err
+
+
+def test_a_path_with_url_characters_names_that_file(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``#`` and ``?`` in a plain path are part of the file name."""
+    odd = tmp_path / "shop #1?.db"
+    odd.write_bytes(db.read_bytes())
+    assert keys(run_json(capsys, "ls", str(odd)))[:1] == ["o-1"]
+
+
 def test_find_queries_the_registry_with_typed_terms(
     db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -244,7 +296,7 @@ def test_show_of_an_unknown_actor_fails_clearly(
     code, _, err = run(capsys, "show", str(db), "order/nope")
     assert (code, err.strip()) == (1, "actors: error: no actor order/nope in this store")
     code, _, err = run(capsys, "show", str(db), "order")
-    assert code == 1
+    assert code == 2
     assert "ENTITY/KEY" in err
 
 
@@ -395,6 +447,7 @@ def test_bad_arguments_are_usage_errors(db: Path, capsys: pytest.CaptureFixture[
         (["ls", str(db), "--limit", "0"], "from 1 to 1000"),
         (["ls", str(db), "--status", "asleep"], "invalid choice: 'asleep'"),
         (["ls", str(db), "--created-after", "yesterday"], "neither an ISO 8601 time"),
+        (["ls", str(db), "--created-after", "99999999d"], "reaches before year 1"),
         (["purge", str(db)], "--expired"),
         (["ls", str(db), "--bogus"], "unrecognized arguments: --bogus"),
     ):

@@ -6,9 +6,12 @@ entity), and how a tool opens a store that a runtime may have open (``migrate=Fa
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import cast
 
+import anyio
 import pytest
 
 from persistence import (
@@ -113,6 +116,13 @@ async def test_the_last_recent_turns_of_a_batch_win(store: Store) -> None:
         TurnCommit(actor=A, generation=1, consumed=told, recent_turns=b"second"),
     )
     assert (await store.load_actor(A)).recent_turns == b"second"  # type: ignore[union-attr]
+    more = [await tell(store, A), await tell(store, A)]
+    await commit(
+        store,
+        TurnCommit(actor=A, generation=1, consumed=more[0], recent_turns=b"third"),
+        TurnCommit(actor=A, generation=1, consumed=more[1]),  # writes none: the third stays
+    )
+    assert (await store.load_actor(A)).recent_turns == b"third"  # type: ignore[union-attr]
 
 
 async def test_a_new_generation_starts_without_recent_turns(store: Store) -> None:
@@ -227,30 +237,77 @@ async def test_a_tool_refuses_a_postgresql_schema_without_tables() -> None:
         tool = await open_store(url, migrate=False)
         try:
             assert await tool.statistics(now=NOW) == []
-            assert not await tool.held_by_runtime()  # nodes look for mail stored by others
         finally:
             await tool.close()
 
 
-async def test_held_by_runtime_tells_whether_a_runtime_has_the_sqlite_file_open(
-    tmp_path: Path,
-) -> None:
-    """A runtime's store holds the file; a tool's does not; closing lets go."""
+async def test_a_tool_may_hold_the_runtime_lock_for_a_moment(tmp_path: Path) -> None:
+    """``exclusive=True`` is refused beside a runtime; a runtime opening meanwhile waits.
+
+    Up to a second, instead of failing at once.
+    """
     url = f"sqlite:///{tmp_path / 'app.db'}"
     runtime_store = await open_store(url)
-    tool = await open_store(url, migrate=False)
     try:
-        assert await tool.held_by_runtime()
-        await runtime_store.close()
-        assert not await tool.held_by_runtime()
+        with pytest.raises(StoreUnavailable, match="already open in a runtime's store"):
+            await open_store(url, migrate=False, exclusive=True)
     finally:
-        await tool.close()
         await runtime_store.close()
-    memory = await open_store("sqlite:///:memory:")
+    tool = await open_store(url, migrate=False, exclusive=True)
+    async with anyio.create_task_group() as tg:
+
+        async def let_go() -> None:
+            await anyio.sleep(0.2)
+            await tool.close()
+
+        tg.start_soon(let_go)
+        runtime_store = await open_store(url)
+        await runtime_store.close()
+    reader = await open_store(url, migrate=False)  # a plain tool's store takes no lock
+    runtime_store = await open_store(url)
+    await runtime_store.close()
+    await reader.close()
+
+
+async def test_a_symbolic_link_to_the_file_names_the_same_lock(tmp_path: Path) -> None:
+    """Two paths to one database are one database."""
+    (tmp_path / "link.db").symlink_to(tmp_path / "real.db")
+    first = await open_store(f"sqlite:///{tmp_path / 'real.db'}")
     try:
-        assert not await memory.held_by_runtime()
+        with pytest.raises(StoreUnavailable, match="already open"):
+            await open_store(f"sqlite:///{tmp_path / 'link.db'}")
     finally:
-        await memory.close()
+        await first.close()
+
+
+async def test_a_forked_child_does_not_keep_the_file_locked(tmp_path: Path) -> None:
+    """The child closes its copy of the lock: once the parent closes, the file is free."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    store = await open_store(url)
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        child = os.fork()
+    if child == 0:  # the child waits until told, holding whatever it inherited
+        os.read(read, 1)
+        os._exit(0)
+    try:
+        await store.close()
+        again = await open_store(url)
+        await again.close()
+    finally:
+        os.write(write, b"x")
+        await anyio.to_thread.run_sync(os.waitpid, child, 0)
+        os.close(read)
+        os.close(write)
+
+
+async def test_entity_names_are_those_with_actors(store: Store) -> None:
+    """In order, each once."""
+    assert await store.entity_names() == []
+    for actor in (A, B, C):
+        await admit(store, actor)
+    assert await store.entity_names() == ["cart", "order"]
 
 
 async def test_one_runtime_store_per_sqlite_file(tmp_path: Path) -> None:
