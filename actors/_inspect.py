@@ -178,13 +178,16 @@ class Inspector:
         Raises:
             InvalidQuery: a bad term, order or limit.
         """
+        if not entities:
+            return [], False
         rows: list[ActorSummary] = []
-        descending = False
         for entity in entities:
             query, order = await self._query(entity, filters, limit=limit)
-            descending = order.descending
             rows.extend(await self._store.find(dataclasses.replace(query, limit=limit + 1)))
-        rows.sort(key=_merge_order, reverse=descending)  # as each entity's: ties by key
+        if order.field == "key":  # by entity, then key
+            rows.sort(key=lambda row: (row.entity, row.key), reverse=order.descending)
+        else:  # by the value, then (as each entity's rows) by key, then entity
+            rows.sort(key=_merge_order, reverse=order.descending)
         return [summary_json(row) for row in rows[:limit]], len(rows) > limit
 
     async def count(self, entity: str, filters: Filters) -> int:

@@ -104,6 +104,11 @@ async def populate(url: str) -> None:
         await store.close()
 
 
+async def _create(path: Path) -> None:
+    store = await open_store(f"sqlite:///{path}")
+    await store.close()
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
@@ -206,12 +211,15 @@ def test_ls_merges_several_entities_in_the_order_asked(
         return [f"{row['entity']}/{row['key']}" for row in listing["actors"]]
 
     everything = run_json(capsys, "ls", str(path))
-    assert (actors(everything), everything["more"]) == (["b/x", "a/y", "b/z"], False)
+    assert (actors(everything), everything["more"]) == (["a/y", "b/x", "b/z"], False)
     newest = run_json(capsys, "ls", str(path), "--order=-created_at", "--limit", "2")
     assert (actors(newest), newest["cursor"], newest["more"]) == (["b/z", "a/y"], None, True)
     code, out, _ = run(capsys, "ls", str(path), "--limit", "2")
     assert code == 0
     assert "(more: the first 2 shown; name one --entity to page" in out
+    empty = tmp_path / "empty.db"
+    anyio.run(lambda: _create(empty))
+    assert run_json(capsys, "ls", str(empty)) == {"actors": [], "cursor": None, "more": False}
     code, _, err = run(capsys, "ls", str(path), "--after", "abc")
     assert code == 2
     assert "--after pages through one entity's actors" in err
