@@ -222,14 +222,18 @@ async def test_a_passivated_actor_costs_no_runtime_memory() -> None:
         async with running("sqlite:///:memory:", Counter, clock=clock, config=config) as rt:
             # The same number of other actors first: the runtime's tables reach their size.
             await activate_and_passivate("warm-up")
-            before = tracemalloc.get_traced_memory()[0]
-            live = await activate_and_passivate("measured")
-            after = tracemalloc.get_traced_memory()[0]
+            # Two rounds: memory kept per passivated actor shows in both, while a one-off
+            # allocation (a table growing, a cache filling) shows in one at most.
+            kept = []
+            for prefix in ("first", "second"):
+                before = tracemalloc.get_traced_memory()[0]
+                live = await activate_and_passivate(prefix)
+                kept.append((tracemalloc.get_traced_memory()[0] - before) / 2000)
+                assert (live - before) / 2000 > 500  # a live activation does cost memory
             assert rt.statistics().activations == 0
     finally:
         tracemalloc.stop()
-    assert (live - before) / 2000 > 500  # a live activation does cost memory
-    assert (after - before) / 2000 < 16  # a passivated one does not
+    assert min(kept) < 16  # a passivated one does not
 
 
 @pytest.mark.parametrize(
