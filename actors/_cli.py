@@ -23,7 +23,7 @@ import anyio
 from actors._inspect import Filters, Inspector, Json, timestamp
 from actors._query import Between, Exists, Ge, Gt, In, Le, Lt, Missing, Operator, Prefix
 from actors.errors import ActorsError
-from persistence import ActorId, Status, StoreError, StoreUnavailable, open_store
+from persistence import ActorId, Status, StoreError, StoreInUse, open_store
 
 __all__ = ["main"]
 
@@ -66,8 +66,8 @@ async def _run(args: argparse.Namespace) -> int:
     exclusive = args.command is _dead_letters_retry
     try:
         store = await open_store(_url(args.store), migrate=False, exclusive=exclusive)
-    except StoreUnavailable as exc:
-        if exclusive and "already open" in str(exc):
+    except StoreInUse:
+        if exclusive:
             raise RuntimeError(
                 "a runtime has this SQLite database open, and it keeps its mailboxes in "
                 "memory: it would not see the message until it restarts. Retry from the "

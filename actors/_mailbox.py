@@ -420,7 +420,7 @@ class Dispatcher:
                 try:
                     incarnation = act.incarnation
                     if envelope.record.generation == act.generation:
-                        tracer = self._rt._tracer
+                        tracer = _tracing.live(self._rt._tracer)
                         if tracer is None:
                             result = await run_turn(self._rt, act, envelope)
                         else:

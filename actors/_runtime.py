@@ -640,9 +640,10 @@ class Runtime:
         keep = spec.retention
         if retention is not None:
             keep = check_retention(retention).total_seconds()
-        if self._tracer is None:
+        tracer = _tracing.live(self._tracer)
+        if tracer is None:
             return await self._start(spec, actor, name, data, attrs, keep)
-        with _tracing.admission(self._tracer, "start", spec.name, actor.key, name) as span:
+        with _tracing.admission(tracer, "start", spec.name, actor.key, name) as span:
             return await self._start(spec, actor, name, data, attrs, keep, span)
 
     async def _start(
@@ -912,10 +913,12 @@ class Runtime:
     async def _traced(
         self, request: Request, operation: str, ref: ActorRef[Any], handler: str
     ) -> WriteOutcome:
-        """``_request`` inside an admission span (tracing only): ``ask``, ``tell``, ``cancel``."""
-        assert self._tracer is not None
+        """``_request``, inside an admission span when tracing: ``ask``, ``tell``, ``cancel``."""
+        tracer = _tracing.live(self._tracer)
+        if tracer is None:
+            return await self._request(request)
         actor = ref._id
-        with _tracing.admission(self._tracer, operation, actor.entity, actor.key, handler) as span:
+        with _tracing.admission(tracer, operation, actor.entity, actor.key, handler) as span:
             request.trace = _tracing.creation(span)
             outcome = await self._request(request)
             _tracing.admitted(span, outcome)
@@ -1031,7 +1034,7 @@ class Runtime:
                 chain=chain,
             )
             with self._deadline(ref, name, timeout):
-                if self._tracer is None:
+                if self._tracer is None:  # no opentelemetry-api: not a call more
                     outcome = await self._request(request)
                 else:
                     outcome = await self._traced(request, "ask", ref, name)
@@ -1055,7 +1058,7 @@ class Runtime:
             item=self._enqueue(ref, spec, MessageKind.TELL, name, data, idempotency_key),
             accepted=Future(),
         )
-        if self._tracer is None:
+        if self._tracer is None:  # no opentelemetry-api: not a call more
             outcome = await self._request(request)
         else:
             outcome = await self._traced(request, "tell", ref, name)
@@ -1073,7 +1076,7 @@ class Runtime:
             accepted=Future(),
             reply=reply,
         )
-        if self._tracer is None:
+        if self._tracer is None:  # no opentelemetry-api: not a call more
             outcome = await self._request(request)
         else:
             outcome = await self._traced(request, "cancel", ref, "cancel")

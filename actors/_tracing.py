@@ -95,6 +95,18 @@ def tracer(provider: TracerProvider | None = None) -> Tracer | None:
     return provider.get_tracer(NAME, version)
 
 
+def live(tracer: Tracer | None) -> Tracer | None:
+    """``tracer`` if its spans would go anywhere, else ``None``: checked at each use.
+
+    The global tracer is the API's proxy until an SDK sets a provider up; until then every
+    span would be a no-op, yet making one costs about a sixth of a late duplicate's start.
+    Checked each time, so a provider set up after the runtime opened is used from then on.
+    """
+    if tracer is None or not isinstance(tracer, trace.ProxyTracer):
+        return tracer
+    return None if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) else tracer
+
+
 # -- admission ----------------------------------------------------------------------------
 
 

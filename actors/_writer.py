@@ -183,9 +183,10 @@ class Writer:
             for item in live
         ]
         writing = retrying(lambda: self._store.write(writes, now=self._clock.now()), what="write")
-        if self.tracer is not None:
+        tracer = _tracing.live(self.tracer)
+        if tracer is not None:
             writing = _tracing.commit(
-                self.tracer,
+                tracer,
                 writing,
                 items=len(live),
                 turns=sum(isinstance(item, TurnResult) for item in live),

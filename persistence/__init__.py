@@ -14,6 +14,7 @@ from persistence.errors import (
     StorageFull,
     StoreBusy,
     StoreError,
+    StoreInUse,
     StoreUnavailable,
 )
 from persistence.forwarding import ForwardingStore
@@ -102,6 +103,7 @@ __all__ = [
     "Store",
     "StoreBusy",
     "StoreError",
+    "StoreInUse",
     "StoreUnavailable",
     "StoredReply",
     "Successor",

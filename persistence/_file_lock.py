@@ -15,7 +15,7 @@ import contextlib
 import os
 import time
 
-from persistence.errors import StoreUnavailable
+from persistence.errors import StoreInUse, StoreUnavailable
 
 try:
     import fcntl
@@ -44,7 +44,8 @@ async def acquire(path: str, *, wait: float = 1.0) -> int | None:
     A tool may hold it for a moment (``actors dead-letters retry``), hence the wait.
 
     Raises:
-        StoreUnavailable: another store holds it (in this process or another).
+        StoreInUse: another store holds it (in this process or another).
+        StoreUnavailable: the lock file cannot be opened.
     """
     if path == ":memory:" or fcntl is None:
         return None
@@ -58,7 +59,7 @@ async def acquire(path: str, *, wait: float = 1.0) -> int | None:
                 await asyncio.sleep(_POLL)
                 continue
             os.close(fd)
-            raise StoreUnavailable(
+            raise StoreInUse(
                 f"SQLite database {path!r} is already open in a runtime's store (in this"
                 " process or another): one runtime per file (runtimes of several namespaces in"
                 " one process share one store: open_store() once and pass it to each), or use"

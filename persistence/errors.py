@@ -34,6 +34,12 @@ class StoreUnavailable(StoreError):
     retryable = True
 
 
+class StoreInUse(StoreUnavailable):
+    """A SQLite file is open in a runtime's store already: one runtime per file."""
+
+    retryable = False  # that runtime holds it until it closes
+
+
 class StoreBusy(StoreError):
     """The store refused a transaction for now (a lock or a serialization conflict)."""
 

@@ -173,9 +173,10 @@ class SQLiteStore:
                 tool's does not.
 
         Raises:
-            StoreUnavailable: the file cannot be opened, or ``exclusive`` and another store
-                holds its lock for over a second (with ``migrate=False``: it does not exist
-                or is not at the current schema version).
+            StoreUnavailable: the file cannot be opened (with ``migrate=False``: it does not
+                exist or is not at the current schema version).
+            StoreInUse: ``exclusive``, and another store holds the file's lock for over a
+                second.
             SchemaTooNew: the file was written by a newer version of this library.
         """
         if not migrate:

@@ -137,6 +137,7 @@ PERSISTENCE_ALL = [
     "Store",
     "StoreBusy",
     "StoreError",
+    "StoreInUse",
     "StoreUnavailable",
     "StoredReply",
     "Successor",

@@ -10,7 +10,7 @@ import pytest
 
 from actors import Runtime, RuntimeConfig
 from actors.testing import VirtualClock
-from persistence import StoreUnavailable, open_store
+from persistence import StoreInUse, open_store
 from tests.entities import Counter
 
 
@@ -68,7 +68,7 @@ async def test_a_second_runtime_on_one_sqlite_file_is_refused(tmp_path: Path) ->
     """Two would run the same actors at once; namespaces in one process share one store."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     async with Runtime.open(url, entities=[Counter]) as first:
-        with pytest.raises(StoreUnavailable, match="already open in a runtime's store"):
+        with pytest.raises(StoreInUse, match="already open in a runtime's store"):
             async with Runtime.open(url, entities=[Counter], namespace="other"):
                 pass
         assert await first.ref(Counter, "c").ask(Counter.add, 2) == 2

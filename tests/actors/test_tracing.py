@@ -446,3 +446,18 @@ async def test_by_default_spans_go_to_the_global_tracer_provider() -> None:
     assert (await run_python(GLOBAL_PROVIDER)).splitlines() == [
         str(["ask echo.begin", "ask echo.echo", "commit", "turn echo.begin", "turn echo.echo"])
     ]
+
+
+def test_the_global_proxy_makes_no_spans_until_a_provider_is_set() -> None:
+    """With the API alone (no SDK set up), spans would go nowhere: none are made.
+
+    Setting a global provider later turns them on (the subprocess test above); a provider
+    passed to ``Runtime.open`` is used as it is.
+    """
+    from actors import _tracing
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # this process
+    assert _tracing.live(_tracing.tracer()) is None
+    assert _tracing.live(None) is None
+    explicit = _tracing.tracer(TracerProvider())
+    assert _tracing.live(explicit) is explicit
