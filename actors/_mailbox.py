@@ -114,6 +114,9 @@ class Dispatcher:
         self.queued = 0
         self.submitted: defaultdict[ActorId, int] = defaultdict(int)
         self.solo = Solo()
+        # Multi-node: heads of mailboxes taken over that ran when their node stopped, for
+        # the refresh that reads them (they run alone: see _solo).
+        self._suspects: set[int] = set()
         self.turns = 0
         self.activated = 0
         self.passivated = 0
@@ -346,8 +349,15 @@ class Dispatcher:
                 self.cluster.await_reply(envelope)
         self._waiting.clear()
 
-    def claimed(self, actor: ActorId, epoch: int) -> None:
-        """This node holds ``actor``'s lease at ``epoch`` now: run its stored mail."""
+    def claimed(self, actor: ActorId, epoch: int, *, suspect: int | None = None) -> None:
+        """This node holds ``actor``'s lease at ``epoch`` now: run its stored mail.
+
+        Its driver reads the stored mailbox (``_refresh``): only the driver does, so a
+        message is never taken in twice, whatever wake-ups and takeovers race. ``suspect``:
+        the message at its head, if it ran when its node stopped before.
+        """
+        if suspect is not None:
+            self._suspects.add(suspect)
         act = self.activations.find(actor)
         if act is None:
             # With the messages that waited for room, if any: they are this node's to run.
@@ -487,7 +497,11 @@ class Dispatcher:
         for record in stored:
             if record.id not in held:
                 self.queued += 1
-                act.requeue(Envelope(record, self.cluster.reply_for(record)))
+                envelope = Envelope(record, self.cluster.reply_for(record))
+                if record.id in self._suspects:
+                    self._suspects.discard(record.id)
+                    envelope.suspect = True
+                act.requeue(envelope)
 
     async def _linger(self, act: Activation) -> bool:
         """Whether more mail came while ``act``'s last commits were in flight.

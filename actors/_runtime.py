@@ -398,7 +398,9 @@ class Runtime:
         """Deliver the stored mail of ``actors``, attempts counted at the heads (see _recover).
 
         Multi-node, the actors were taken over from a node that stopped (``epochs``: this
-        node's lease on each), and their mail runs here. Returns how many messages.
+        node's lease on each), and their mail runs here: each one's driver reads it again
+        (``Dispatcher.claimed``), since a wake-up may have made it read and run some of it
+        while this looked. Returns how many messages were found.
         """
         mailboxes: list[list[MessageRecord]] = []
         first: list[int] = []  # heads counted for the first time
@@ -417,15 +419,19 @@ class Runtime:
                 # As stored once the attempt is recorded below.
                 mailbox[0] = dataclasses.replace(mailbox[0], attempts=1)
                 first.append(mailbox[0].id)
-            if epochs is not None:
-                epoch = epochs[actor]
-                mailbox = [dataclasses.replace(record, epoch=epoch) for record in mailbox]
             mailboxes.append(mailbox)
         await call(partial(self._store.record_attempts, first))
         counted = set(first)
         cluster = self._cluster
         delivered = 0
         for mailbox in mailboxes:
+            if epochs is not None and mailbox:
+                head = mailbox[0]
+                actor = ActorId(entity=head.entity, key=head.key)
+                suspect = None if head.id in counted else head.id
+                self._dispatcher.claimed(actor, epochs[actor], suspect=suspect)
+                delivered += len(mailbox)
+                continue
             for n, record in enumerate(mailbox):
                 reply = None if cluster is None else cluster.reply_for(record)
                 envelope = self._dispatcher.deliver(record, reply, created=False)
