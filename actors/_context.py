@@ -19,9 +19,8 @@ from actors._registry import (
     MAX_ATTRIBUTES,
     check_attribute_name,
     check_attributes,
-    decode_attributes,
-    decode_retention,
     is_text,
+    start_init,
 )
 from actors.errors import InvalidKey
 from persistence import (
@@ -248,10 +247,7 @@ class Context:
         elif self._successor is not None:
             raise RuntimeError(f"{self.entity}/{self.key} is already superseded in this turn")
         self._successor = Successor(
-            init=ActorInit(
-                retention=decode_retention(duplicate.meta, self._spec.retention),
-                attributes=decode_attributes(duplicate.meta),
-            ),
+            init=start_init(duplicate.meta, self._spec.retention),
             message=NewMessage(
                 kind=MessageKind.START, handler=duplicate.handler, payload=data, meta=duplicate.meta
             ),

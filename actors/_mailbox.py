@@ -114,9 +114,9 @@ class Dispatcher:
         self.queued = 0
         self.submitted: defaultdict[ActorId, int] = defaultdict(int)
         self.solo = Solo()
-        # Multi-node: heads of mailboxes taken over that ran when their node stopped, for
-        # the refresh that reads them (they run alone: see _solo).
-        self._suspects: set[int] = set()
+        # Multi-node: per actor taken over, the head of its mailbox if it ran when its node
+        # stopped, for the next refresh of that actor (it runs alone: see _solo).
+        self._suspects: dict[ActorId, int] = {}
         self.turns = 0
         self.activated = 0
         self.passivated = 0
@@ -357,7 +357,7 @@ class Dispatcher:
         the message at its head, if it ran when its node stopped before.
         """
         if suspect is not None:
-            self._suspects.add(suspect)
+            self._suspects[actor] = suspect
         act = self.activations.find(actor)
         if act is None:
             # With the messages that waited for room, if any: they are this node's to run.
@@ -494,13 +494,12 @@ class Dispatcher:
         if act.dropped:
             return
         held = {envelope.record.id for envelope in (*act.mailbox, *act.parked)}
+        suspect = self._suspects.pop(act.id, None)
         for record in stored:
             if record.id not in held:
                 self.queued += 1
                 envelope = Envelope(record, self.cluster.reply_for(record))
-                if record.id in self._suspects:
-                    self._suspects.discard(record.id)
-                    envelope.suspect = True
+                envelope.suspect = record.id == suspect
                 act.requeue(envelope)
 
     async def _linger(self, act: Activation) -> bool:

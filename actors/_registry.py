@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from persistence import AttributeValue
+from persistence import ActorInit, AttributeValue
 
 MAX_ATTRIBUTES = 64
 MAX_NAME = 64
@@ -138,20 +138,26 @@ def encode_attributes(
 
 def decode_attributes(data: bytes | None) -> dict[str, AttributeValue]:
     """The attributes :func:`encode_attributes` wrote."""
+    return _attributes(msgspec.json.decode(data)) if data else {}
+
+
+def start_init(data: bytes | None, retention: float) -> ActorInit:
+    """The generation a duplicate start makes, with the attributes and retention it came with.
+
+    See :func:`encode_attributes`; ``retention`` if it named none.
+    """
     if not data:
-        return {}
-    tagged: dict[str, tuple[str, str | int | float | bool]] = msgspec.json.decode(data)
+        return ActorInit(retention=retention)
+    tagged: dict[str, tuple[str, Any]] = msgspec.json.decode(data)
+    asked = tagged.get(_RETENTION)
+    return ActorInit(
+        retention=retention if asked is None else float(asked[1]), attributes=_attributes(tagged)
+    )
+
+
+def _attributes(tagged: Mapping[str, tuple[str, Any]]) -> dict[str, AttributeValue]:
     return {
         name: datetime.fromisoformat(str(value)) if tag == "datetime" else value
         for name, (tag, value) in tagged.items()
         if name != _RETENTION
     }
-
-
-def decode_retention(data: bytes | None, default: float) -> float:
-    """The retention a start asked for (:func:`encode_attributes`), else ``default``."""
-    if not data:
-        return default
-    tagged: dict[str, tuple[str, float]] = msgspec.json.decode(data)
-    found = tagged.get(_RETENTION)
-    return default if found is None else float(found[1])

@@ -20,10 +20,9 @@ from actors._activation import Activation, Envelope
 from actors._context import ADOPT, SUPERSEDE, Context, _Marker, error_info
 from actors._duplicate import Duplicate
 from actors._entity import HandlerSpec
-from actors._registry import decode_attributes, decode_retention
+from actors._registry import decode_attributes, start_init
 from actors.errors import ActorCompleted, ActorsError, HandlerFailed
 from persistence import (
-    ActorInit,
     Admit,
     Completion,
     MessageKind,
@@ -262,10 +261,7 @@ def forward(act: Activation, env: Envelope) -> TurnResult:
     readmit = Admit(
         actor=act.id,
         message=message,
-        init=ActorInit(
-            retention=decode_retention(record.meta, act.spec.retention),
-            attributes=decode_attributes(record.meta),
-        ),
+        init=start_init(record.meta, act.spec.retention),
         to_terminal=act.spec.on_duplicate is not None,
     )
     commit = TurnCommit(
