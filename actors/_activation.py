@@ -18,7 +18,6 @@ import anyio
 from actors._deadlock import Chain
 from actors._entity import Entity, EntitySpec
 from actors._future import Future
-from actors._recent import TurnNote
 from persistence import ActorId, MessageRecord, Status
 
 if TYPE_CHECKING:
@@ -60,9 +59,10 @@ class Activation:
     generation: int = 0
     status: Status | None = None
     state_bytes: bytes | None = None
-    # The recent turns (``_recent``): as stored, and decoded at this activation's first turn.
+    # The recent turns (``_recent``): as stored, and split into their encoded notes at this
+    # activation's first turn.
     recent_bytes: bytes | None = None
-    recent: list[TurnNote] | None = None
+    recent: list[bytes] | None = None
     loaded: bool = False
     # on_activate has run for this instance (or the entity has none).
     hooked: bool = False
@@ -89,6 +89,8 @@ class Activation:
     dropped: bool = False
     # The message whose turn the driver is running (its handler, or its hand-off).
     current: Envelope | None = None
+    # The driver's cancel scope, which the watchdog cancels when a handler runs too long.
+    scope: anyio.CancelScope | None = None
 
     @property
     def idle(self) -> bool:

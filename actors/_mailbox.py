@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("actors.mailbox")
 
 _MAX_BACKOFF = 5.0
+# A driver lets other tasks run after this many turns in a row that did not wait for
+# anything: often enough for callers and the writer, rarely enough to cost little.
+_TURNS_PER_CHECKPOINT = 16
 
 # How a turn passes the suspect gate (see _solo): it is part of an asking turn, an ordinary
 # turn, or a suspect that runs alone.
@@ -385,91 +388,116 @@ class Dispatcher:
             self.drivers.start_soon(self._drive, act, name=f"actor {act.id}")
 
     async def _drive(self, act: Activation) -> None:
-        envelope: Envelope | None = None
         try:
-            while (act.mailbox or act.refresh or await self._linger(act)) and not act.dropped:
-                if act.failures:
-                    await anyio.sleep(min(_MAX_BACKOFF, 0.01 * 2**act.failures))
-                if act.refresh:
-                    await act.wait_flushed()
-                    await self._refresh(act)
-                    continue
-                head = act.mailbox[0]
-                if not act.loaded or head.record.generation > act.generation:
-                    await act.wait_flushed()
-                    await self._retire(act)  # a new instance replaces it: hooks stay paired
-                    await self._load(act)
-                    continue
-                if not act.hooked:
-                    await self._activate(act)
-                    continue
-                if head.record.attempts and act.in_flight:
-                    # A message that may have crashed the process runs alone, so that a
-                    # crash during its turn is counted against it, not a neighbour.
-                    await act.wait_flushed()
-                    continue
-                envelope = act.mailbox.popleft()
-                if envelope.record.timer in act.voiding:
-                    # A turn awaiting its commit cancelled this timer: hold it until then.
-                    act.parked.append(envelope)
-                    envelope = None
-                    continue
-                if envelope.record.generation != act.generation and (
-                    envelope.record.kind is not MessageKind.DUPLICATE
-                ):
-                    self.queued -= 1
-                    self._gone(envelope, act.id)
-                    envelope = None
-                    continue
-                gate = self._gate(envelope)
-                if gate == _ORDINARY and not self.solo.pending:
-                    self.solo.running += 1  # the fast path of Solo.enter
-                else:
-                    await self._enter(gate, envelope)
-                act.current = envelope
-                try:
-                    incarnation = act.incarnation
-                    if envelope.record.generation == act.generation:
-                        tracer = _tracing.live(self._rt._tracer)
-                        if tracer is None:
-                            result = await run_turn(self._rt, act, envelope)
-                        else:
-                            running = run_turn(self._rt, act, envelope)
-                            result = await _tracing.turn(
-                                tracer, envelope.record, envelope.trace, running
-                            )
-                    else:
-                        # A duplicate admitted just before its generation was replaced goes
-                        # on to the current one, like a start that arrived a moment later.
-                        result = forward(act, envelope)
-                    if act.incarnation != incarnation or not self.accepting_turns:
-                        # Reset while the handler ran, or shutting down: the message is
-                        # still stored and goes back to the mailbox (re-run now, or after
-                        # restart).
-                        act.requeue(envelope)
-                        envelope = None
-                        if not self.accepting_turns:
-                            return
-                        continue
-                    act.in_flight.append(envelope)
-                    act.void(result.voided)
-                    envelope = None
-                    self.turns += 1
-                    self._writer.submit(result)
-                    if result.envelope.record.attempts:
-                        await act.wait_flushed()
-                finally:
-                    act.current = None
-                    self._leave(gate)
-                await anyio.lowlevel.checkpoint()
+            while not await self._stint(act):
+                pass  # a turn ran out of time: its scope is spent, the next stint has its own
         finally:
-            if envelope is not None:
-                act.requeue(envelope)
             act.running = False
             self.working -= 1
             if act.dropped:
                 self._hand_over(act)
             self._rest_if_idle(act)
+
+    async def _stint(self, act: Activation) -> bool:
+        """Run ``act``'s turns in one cancel scope; False when the watchdog cancelled it.
+
+        The scope is the one the watchdog cancels when a handler runs past its timeout
+        (``_watchdog``); once cancelled it cannot be awaited in, so the driver leaves it
+        right after that turn and carries on in a new one.
+        """
+        envelope: Envelope | None = None
+        turns = 0
+        try:
+            with anyio.CancelScope() as scope:
+                act.scope = scope
+                if any(queued.record.attempts for queued in act.in_flight):
+                    await act.wait_flushed()  # a timed-out suspect's commit (see below)
+                while (act.mailbox or act.refresh or await self._linger(act)) and not act.dropped:
+                    if act.failures:
+                        await anyio.sleep(min(_MAX_BACKOFF, 0.01 * 2**act.failures))
+                    if act.refresh:
+                        await act.wait_flushed()
+                        await self._refresh(act)
+                        continue
+                    head = act.mailbox[0]
+                    if not act.loaded or head.record.generation > act.generation:
+                        await act.wait_flushed()
+                        await self._retire(act)  # a new instance replaces it: hooks stay paired
+                        await self._load(act)
+                        continue
+                    if not act.hooked:
+                        await self._activate(act)
+                        continue
+                    if head.record.attempts and act.in_flight:
+                        # A message that may have crashed the process runs alone, so that a
+                        # crash during its turn is counted against it, not a neighbour.
+                        await act.wait_flushed()
+                        continue
+                    envelope = act.mailbox.popleft()
+                    if envelope.record.timer in act.voiding:
+                        # A turn awaiting its commit cancelled this timer: hold it until then.
+                        act.parked.append(envelope)
+                        envelope = None
+                        continue
+                    if envelope.record.generation != act.generation and (
+                        envelope.record.kind is not MessageKind.DUPLICATE
+                    ):
+                        self.queued -= 1
+                        self._gone(envelope, act.id)
+                        envelope = None
+                        continue
+                    gate = self._gate(envelope)
+                    if gate == _ORDINARY and not self.solo.pending:
+                        self.solo.running += 1  # the fast path of Solo.enter
+                    else:
+                        await self._enter(gate, envelope)
+                    act.current = envelope
+                    try:
+                        incarnation = act.incarnation
+                        if envelope.record.generation == act.generation:
+                            tracer = _tracing.live(self._rt._tracer)
+                            if tracer is None:
+                                result = await run_turn(self._rt, act, envelope)
+                            else:
+                                running = run_turn(self._rt, act, envelope)
+                                result = await _tracing.turn(
+                                    tracer, envelope.record, envelope.trace, running
+                                )
+                        else:
+                            # A duplicate admitted just before its generation was replaced
+                            # goes on to the current one, like a start that arrived a moment
+                            # later.
+                            result = forward(act, envelope)
+                        if act.incarnation != incarnation or not self.accepting_turns:
+                            # Reset while the handler ran, or shutting down: the message is
+                            # still stored and goes back to the mailbox (re-run now, or after
+                            # restart).
+                            act.requeue(envelope)
+                            envelope = None
+                            if not self.accepting_turns:
+                                return True
+                            continue
+                        act.in_flight.append(envelope)
+                        act.void(result.voided)
+                        envelope = None
+                        self.turns += 1
+                        self._writer.submit(result)
+                    finally:
+                        act.current = None
+                        self._leave(gate)
+                    if scope.cancel_called:
+                        return False  # before any await: a cancelled scope raises in each
+                    if result.envelope.record.attempts:
+                        await act.wait_flushed()
+                    turns += 1
+                    if not turns % _TURNS_PER_CHECKPOINT:
+                        # Let the writer and callers run: a turn need not wait for anything.
+                        await anyio.lowlevel.checkpoint()
+            return True
+        finally:
+            act.scope = None
+            if envelope is not None:
+                act.requeue(envelope)
 
     async def _refresh(self, act: Activation) -> None:
         """Read ``act``'s stored mailbox: messages other nodes stored join it in id order.

@@ -16,7 +16,7 @@ from actors.errors import HandlerFailed
 if TYPE_CHECKING:
     from actors._turn import TurnResult
 
-__all__ = ["NONE", "TurnNote", "decode", "note"]
+__all__ = ["NONE", "TurnNote", "decode", "encoded", "note"]
 
 _MAX_OUTCOME = 200  # characters of an error message kept in a note
 
@@ -37,6 +37,7 @@ NONE = b"[]"
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(list[TurnNote])
+_raw_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def decode(data: bytes | None) -> list[TurnNote]:
@@ -68,8 +69,21 @@ def outcome(result: TurnResult) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def note(notes: list[TurnNote], turn: TurnNote, *, keep: int) -> bytes:
-    """Add ``turn`` to ``notes`` (in place), keep the last ``keep``, and encode them."""
-    notes.append(turn)
+def encoded(data: bytes | None) -> list[bytes]:
+    """The notes stored in an actor's record, each still encoded (none if unreadable)."""
+    if not data:
+        return []
+    try:
+        return [bytes(note) for note in _raw_decoder.decode(data)]
+    except msgspec.DecodeError:
+        return []  # as in decode()
+
+
+def note(notes: list[bytes], turn: TurnNote, *, keep: int) -> bytes:
+    """Add ``turn`` to ``notes`` (encoded ones, in place), keep the last ``keep``, and encode.
+
+    Only the new note is encoded: a turn's notes cost one small encoding and a join.
+    """
+    notes.append(_encoder.encode(turn))
     del notes[:-keep]
-    return _encoder.encode(notes)
+    return b"[" + b",".join(notes) + b"]"

@@ -49,6 +49,7 @@ from actors._results import RecentResults
 from actors._retention import Retention
 from actors._retry import retrying
 from actors._timers import Timers
+from actors._watchdog import Watchdog
 from actors._writer import Request, Writer
 from actors.errors import (
     ActorCompleted,
@@ -195,6 +196,7 @@ class Runtime:
             (spec.idle_timeout for spec in self._specs.values() if spec.idle_timeout is not None),
             default=config.idle_timeout.total_seconds(),
         )
+        self.watchdog = Watchdog()
         self._passivation = Passivation(
             clock,
             self._dispatcher.passivate_idle,
@@ -328,6 +330,7 @@ class Runtime:
                         self._dispatcher.start_drivers(drivers)
                         await drivers.start(self._timers.run)
                         await drivers.start(self._passivation.run)
+                        await drivers.start(self.watchdog.run)
                         if cluster is not None:
                             await drivers.start(cluster.run)
                         log.info("runtime_opened", entities=sorted(self._specs))

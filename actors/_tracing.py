@@ -70,6 +70,8 @@ TURNS = "actors.commit.turns"
 SYSTEM = "messaging.system"
 OPERATION_TYPE = "messaging.operation.type"
 
+_UNKNOWN = object()
+
 # The turn whose span is current in this task, for ``turn_failed`` (set only while tracing).
 _turn_span: ContextVar[Span | None] = ContextVar("actors_turn_span", default=None)
 
@@ -91,6 +93,7 @@ def tracer(provider: TracerProvider | None = None) -> Tracer | None:
     except metadata.PackageNotFoundError:  # run from a source tree that is not installed
         version = None
     if provider is None:
+        trace.get_tracer_provider()  # sets up a provider named in the environment, if any
         return trace.get_tracer(NAME, version)
     return provider.get_tracer(NAME, version)
 
@@ -101,10 +104,17 @@ def live(tracer: Tracer | None) -> Tracer | None:
     The global tracer is the API's proxy until an SDK sets a provider up; until then every
     span would be a no-op, yet making one costs about a sixth of a late duplicate's start.
     Checked each time, so a provider set up after the runtime opened is used from then on.
+    The check reads the API's global, as its proxy tracer does: ``get_tracer_provider()``
+    reads the environment at each call, a microsecond per message (``tracer()`` calls it
+    once, so that a provider named in the environment is set up).
     """
     if tracer is None or not isinstance(tracer, trace.ProxyTracer):
         return tracer
-    return None if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) else tracer
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is _UNKNOWN:  # an API version without it: ask the public way
+        provider = trace.get_tracer_provider()
+        return None if isinstance(provider, trace.ProxyTracerProvider) else tracer
+    return None if provider is None else tracer
 
 
 # -- admission ----------------------------------------------------------------------------

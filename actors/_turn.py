@@ -6,13 +6,11 @@ commits it and only then releases the reply and the outgoing messages.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import structlog
 
 from actors import _codec, _deadlock, _recent, _tracing
@@ -93,12 +91,12 @@ async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
         result = await _run(rt, act, env)
         if act.recent_bytes not in (None, _recent.NONE):  # kept while turns were noted
             act.recent_bytes = _recent.NONE
-            result.commit = replace(result.commit, recent_turns=_recent.NONE)
+            _set_recent(result.commit, _recent.NONE)
         return result
     began = time.perf_counter()
     result = await _run(rt, act, env)
     if act.recent is None:
-        act.recent = _recent.decode(act.recent_bytes)
+        act.recent = _recent.encoded(act.recent_bytes)
     record = env.record
     duplicate = record.kind is MessageKind.DUPLICATE and act.spec.on_duplicate is not None
     turn = _recent.TurnNote(
@@ -110,8 +108,17 @@ async def run_turn(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
         outcome=_recent.outcome(result),
     )
     act.recent_bytes = _recent.note(act.recent, turn, keep=keep)
-    result.commit = replace(result.commit, recent_turns=act.recent_bytes)
+    _set_recent(result.commit, act.recent_bytes)
     return result
+
+
+def _set_recent(commit: TurnCommit, notes: bytes) -> None:
+    """Put the actor's recent turns in ``commit``, which this turn has just made.
+
+    Set in place: nothing else holds the commit yet, and ``dataclasses.replace`` of a
+    record of seventeen fields costs 4 µs, a twentieth of a turn on the hot path.
+    """
+    object.__setattr__(commit, "recent_turns", notes)
 
 
 async def _run(rt: Runtime, act: Activation, env: Envelope) -> TurnResult:
@@ -168,25 +175,25 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
                 )
             args = (payload,)
         timeout = handler.timeout if handler.timeout is not None else rt.handler_timeout
-        # The timeout first: its timer handle keeps the context it was made in, and asyncio
-        # keeps cancelled handles for a while; that context should not hold this turn's.
-        with (
-            anyio.move_on_after(math.inf if timeout is None else timeout) as limit,
-            _deadlock.turn(act.id, env.chain),
-        ):
-            # Not structlog's bound_contextvars: a generator context manager costs more.
-            bound = structlog.contextvars.bind_contextvars(
-                entity=act.id.entity,
-                key=act.id.key,
-                generation=act.generation,
-                message_id=record.id,
-            )
-            try:
-                value = await handler.fn(act.instance, ctx, *args)
-            finally:
-                structlog.contextvars.reset_contextvars(**bound)
-        if limit.cancel_called:  # even if the handler caught the cancellation and returned
-            raise HandlerTimeout(f"handler {what} did not finish within {timeout:g} s")
+        assert act.scope is not None  # the driver's (see _mailbox)
+        rt.watchdog.enter(act, act.scope, timeout)
+        try:
+            with _deadlock.turn(act.id, env.chain):
+                # Not structlog's bound_contextvars: a generator context manager costs more.
+                bound = structlog.contextvars.bind_contextvars(
+                    entity=act.id.entity,
+                    key=act.id.key,
+                    generation=act.generation,
+                    message_id=record.id,
+                )
+                try:
+                    value = await handler.fn(act.instance, ctx, *args)
+                finally:
+                    structlog.contextvars.reset_contextvars(**bound)
+        finally:
+            # Even if the handler caught the cancellation and returned: the turn failed.
+            if rt.watchdog.leave(act):
+                raise HandlerTimeout(f"handler {what} did not finish within {timeout:g} s")
         if value is ADOPT or value is SUPERSEDE:
             data, reply = None, value
         else:

@@ -58,8 +58,16 @@ Workload = Callable[[str], Awaitable[dict[str, float]]]
 
 
 def quiet_logging() -> None:
-    """Keep the runtime's info logs out of the printed figures."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    """Keep the runtime's info logs out of the printed figures.
+
+    Configured as structlog's performance guide recommends for production: a filtering
+    bound logger, cached on first use. Without the cache, every call of a module's logger,
+    even a filtered one, assembles a new logger (about 2.5 µs).
+    """
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        cache_logger_on_first_use=True,
+    )
 
 
 async def medians(workload: Workload, runs: int) -> dict[str, float]:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "ActorId",
@@ -82,9 +82,26 @@ class ActorId:
 
     entity: str
     key: str
+    # Its hash, computed once: the runtime's tables look actors up about twenty times per
+    # message, and the generated ``__hash__`` builds a tuple and hashes it each time.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.entity, self.key)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # Not the hash: another process hashes strings differently.
+        return _actor_id, (self.entity, self.key)
 
     def __str__(self) -> str:
         return f"{self.entity}/{self.key}"
+
+
+def _actor_id(entity: str, key: str) -> ActorId:
+    return ActorId(entity=entity, key=key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

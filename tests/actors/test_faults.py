@@ -507,6 +507,12 @@ class Sleepy(Entity):
         self.state.value += 1
         return self.state.value
 
+    @handler(timeout=timedelta(seconds=10))
+    async def linger(self, ctx: Context, seconds: float) -> int:
+        await anyio.sleep(seconds)
+        self.state.value += 1
+        return self.state.value
+
     @handler
     async def add(self, ctx: Context, amount: int) -> int:
         self.state.value += amount
@@ -532,6 +538,35 @@ async def test_a_hanging_handler_times_out_into_an_error_and_the_actor_stays_usa
             await ref.ask(Sleepy.swallow)
         assert swallowed.value.error_type == "HandlerTimeout"
         assert await ref.ask(Sleepy.add, 1) == 3
+
+
+async def test_a_short_timeout_fires_on_time_while_a_longer_one_runs() -> None:
+    """One watchdog serves every turn: a turn with a nearer deadline wakes it.
+
+    The 10 s turn starts first, so the watchdog sleeps towards its deadline; the 100 ms
+    hang on another actor must still time out after about 100 ms, and the long turn must
+    not be cut short by it.
+    """
+    async with runtime_on(MEMORY, Sleepy) as rt:
+        slow, hung = rt.ref(Sleepy, "slow"), rt.ref(Sleepy, "hung")
+        async with anyio.create_task_group() as tg:
+            lingered: list[int] = []
+
+            async def linger() -> None:
+                lingered.append(await slow.ask(Sleepy.linger, 1.0))
+
+            tg.start_soon(linger)
+            await anyio.sleep(0.05)  # the long turn is running
+            started = time.monotonic()
+            with pytest.raises(HandlerFailed) as caught:
+                await hung.ask(Sleepy.hang)
+            took = time.monotonic() - started
+        assert caught.value.error_type == "HandlerTimeout"
+        assert took < 0.9, f"the 100 ms timeout fired after {took:.2f} s"
+        assert lingered == [1]
+        # Each actor goes on: the hung one's driver runs its next turn in a new scope.
+        assert await hung.ask(Sleepy.add, 1) == 1
+        assert await slow.ask(Sleepy.add, 1) == 2
 
 
 async def test_the_runtime_handler_timeout_is_the_default_and_a_handlers_own_wins() -> None:
