@@ -45,6 +45,11 @@ class Future(Generic[T]):
             if self._event is None:
                 self._event = anyio.Event()
             await self._event.wait()
+        return self.result()
+
+    def result(self) -> T:
+        """The value of a future that is done, or its error raised."""
+        assert self.done(), "result() of a future not yet set"
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]  # set() stored a T
