@@ -45,6 +45,12 @@ class ActorRef(Generic[E]):
         self._id = ActorId(entity=spec.name, key=key)
         self.generation = generation
 
+    def _at(self, generation: int | None) -> ActorRef[E]:
+        """A ref to the same actor at ``generation`` (its identity is not made again)."""
+        ref: ActorRef[E] = ActorRef.__new__(ActorRef)
+        ref._rt, ref._spec, ref._id, ref.generation = self._rt, self._spec, self._id, generation
+        return ref
+
     @property
     def entity(self) -> str:
         """The entity name."""

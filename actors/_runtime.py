@@ -673,7 +673,7 @@ class Runtime:
             if duplicate is not None:
                 if span is not None:
                     _tracing.answered(span, duplicate)
-                return StartHandle(self, ActorRef(self, spec, actor.key, duplicate), False, reply)
+                return StartHandle(self, actor._at(duplicate), False, reply)
         # A retention of its own goes with the message too: if it meets a duplicate policy,
         # the generation that policy starts (supersede, re-admission) keeps it.
         meta = encode_attributes(attrs, retention=None if keep == spec.retention else keep)
@@ -709,8 +709,7 @@ class Runtime:
             if outcome.expires_at is not None:
                 ending = Ending(outcome.generation, outcome.status, outcome.result, outcome.error)
                 self._results.remember(actor._id, ending, outcome.expires_at)
-        bound: ActorRef[E] = ActorRef(self, spec, actor.key, outcome.generation)
-        return StartHandle(self, bound, outcome.created, reply)
+        return StartHandle(self, actor._at(outcome.generation), outcome.created, reply)
 
     async def _duplicate(self, spec: EntitySpec, actor: ActorId, reply: Future[Any]) -> int | None:
         """Answer a start of an entity with the default duplicate policy without the store.
@@ -1132,7 +1131,7 @@ class Runtime:
         with self._deadline(ref, "result", timeout):
             record = await self._record(ref)
             if record.status is Status.ACTIVE:
-                bound: ActorRef[Any] = ActorRef(self, ref._spec, ref.key, record.generation)
+                bound = ref._at(record.generation)
                 done = self._dispatcher.watch(ref._id, record.generation)
                 try:
                     record = await self._record(bound)  # it may have completed meanwhile
@@ -1188,6 +1187,8 @@ class Runtime:
     async def _await_reply(
         self, actor: ActorRef[Any], reply: Future[Any], timeout: timedelta | None
     ) -> Any:
+        if reply.done():  # answered already (from memory, say): nothing to wait for
+            return reply.result()
         _deadlock.waiters(actor._id, "reply")
         with self._deadline(actor, "reply", timeout):
             return await reply.wait()
