@@ -17,7 +17,7 @@ import anyio
 
 from actors._deadlock import Chain
 from actors._entity import Entity, EntitySpec
-from actors._future import Future
+from actors._future import Future, new_event
 from persistence import ActorId, MessageRecord, Status
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ class Activation:
     async def nudged(self) -> None:
         """Wait until the next ``nudge``: a commit landed, or a message came."""
         if self.nudges is None:
-            self.nudges = anyio.Event()
+            self.nudges = new_event()
         await self.nudges.wait()
 
     async def wait_flushed(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -9,6 +10,25 @@ import anyio
 T = TypeVar("T")
 
 _UNSET = object()
+
+# What a waiting future makes its event with (see use_running_backend).
+_new_event: Callable[[], anyio.Event] = anyio.Event
+
+
+def use_running_backend() -> None:
+    """Make futures create the running event loop library's ``Event`` class directly.
+
+    ``anyio.Event()`` finds the running library at each call, a microsecond of the few a
+    message costs, and every ask makes two. ``Runtime.open`` calls this in its event loop;
+    a process runs one library at a time (the storage backends are asyncio's).
+    """
+    global _new_event
+    _new_event = type(anyio.Event())
+
+
+def new_event() -> anyio.Event:
+    """An ``anyio.Event``, made as futures make theirs (see ``use_running_backend``)."""
+    return _new_event()
 
 
 class Future(Generic[T]):
@@ -43,7 +63,7 @@ class Future(Generic[T]):
     async def wait(self) -> T:
         if not self.done():
             if self._event is None:
-                self._event = anyio.Event()
+                self._event = _new_event()
             await self._event.wait()
         return self.result()
 

@@ -22,7 +22,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from actors import _codec, _deadlock, _tracing
+from actors import _codec, _deadlock, _future, _tracing
 from actors._activation import ActivationTable, Ending, Envelope
 from actors._clock import Clock, SystemClock, track
 from actors._cluster import Cluster
@@ -307,6 +307,7 @@ class Runtime:
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
+        _future.use_running_backend()
         try:
             async with anyio.create_task_group() as services:
                 self._services = services
