@@ -15,6 +15,7 @@ it: targets are what the runtime aims at, checks are what makes a figure worth r
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import subprocess
@@ -44,11 +45,16 @@ LOG_TAIL = 4000  # characters of a run's other output (warnings, a traceback) ke
 
 
 def run_one(name: str, durability: Durability, scale: float, tracing: str = "api") -> Outcome:
-    """Run workload or ceiling ``name`` once in this process, on a fresh temporary file."""
+    """Run workload or ceiling ``name`` once in this process, on a fresh temporary file.
+
+    Its counts include where the time went over the whole run (opening and closing the
+    runtime too): ``wall_ms``, ``loop_cpu_ms`` (this thread, the event loop's),
+    ``other_cpu_ms`` (every other thread: SQLite's), and ``gc_ms`` (the garbage collector).
+    """
     quiet_logging()
     finish = set_up(tracing)
     sizes = Sizes.scaled(scale)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, CpuMeter() as cpu:
         if name == "sqlite":
             outcome = sqlite_ceiling(Path(folder), durability, sizes)
         elif name == "asyncio":
@@ -56,11 +62,47 @@ def run_one(name: str, durability: Durability, scale: float, tracing: str = "api
         else:
             url = f"sqlite:///{Path(folder) / 'bench.db'}"
             outcome = anyio.run(WORKLOADS[name][1], url, durability, sizes)
+    outcome.counts.update(cpu.counts())
     if finish is not None:
         outcome.counts["spans_exported"] = finish()
     # Linux reports ru_maxrss in KiB: the peak of this process, which ran nothing else.
     outcome.figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return outcome
+
+
+class CpuMeter:
+    """Wall time, this thread's CPU time, other threads' CPU time and GC time, in a block."""
+
+    def __init__(self) -> None:
+        self._gc_started = 0.0
+        self._gc = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._gc += time.perf_counter() - self._gc_started
+
+    def __enter__(self) -> CpuMeter:
+        gc.callbacks.append(self._on_gc)
+        self._wall = time.perf_counter()
+        self._thread = time.thread_time()
+        self._process = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._wall = time.perf_counter() - self._wall
+        self._thread = time.thread_time() - self._thread
+        self._process = time.process_time() - self._process
+        gc.callbacks.remove(self._on_gc)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "wall_ms": round(self._wall * 1000),
+            "loop_cpu_ms": round(self._thread * 1000),
+            "other_cpu_ms": round((self._process - self._thread) * 1000),
+            "gc_ms": round(self._gc * 1000),
+        }
 
 
 def decode(text: str) -> Outcome:

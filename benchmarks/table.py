@@ -5,6 +5,7 @@ Formatting only: every number comes from a ``Summary``.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 from benchmarks.ceilings import BATCH
@@ -133,6 +134,41 @@ def ratio_rows(summary: Summary) -> list[list[str]]:
     return rows
 
 
+def time_rows(summary: Summary) -> list[list[str]]:
+    """Per workload run, where its time went: the medians of its runs' CPU counts.
+
+    The event loop's thread and SQLite's thread share one interpreter lock, so their CPU
+    shares show whether the runtime is bound by Python (they add up to the wall time) or
+    waits on the disk (they leave it idle).
+    """
+    rows: list[list[str]] = []
+    for name in summary.workloads:
+        for durability in summary.durabilities:
+            counts = [
+                run.outcome.counts
+                for run in summary.series.get((name, durability), [])
+                if run.outcome is not None and "wall_ms" in run.outcome.counts
+            ]
+            if not counts:
+                continue
+
+            def median(field: str, counts: list[dict[str, int]] = counts) -> float:
+                return statistics.median(c[field] for c in counts)
+
+            wall = median("wall_ms") or 1
+            rows.append(
+                [
+                    name,
+                    durability,
+                    number(wall / 1000),
+                    f"{median('loop_cpu_ms') / wall:.0%}",
+                    f"{median('other_cpu_ms') / wall:.0%}",
+                    f"{median('gc_ms') / wall:.0%}",
+                ]
+            )
+    return rows
+
+
 def failures(summary: Summary) -> list[str]:
     """A line per failed run or check that did not hold."""
     lines: list[str] = []
@@ -158,6 +194,9 @@ def render(summary: Summary) -> str:
     parts += [table(["ceiling", "durability", "figure", "median"], ceiling_rows(summary)), ""]
     ratio_header = ["workload", "durability", "figure", "ceiling (same durability)", "ratio"]
     parts += [table(ratio_header, ratio_rows(summary)), ""]
+    time_header = ["workload", "durability", "run s", "loop CPU", "other CPU", "GC"]
+    if times := time_rows(summary):
+        parts += ["where each run's time went (medians, whole run):", table(time_header, times), ""]
     failed = failures(summary)
     checked = sum(len(runs) for runs in summary.series.values())
     if failed:

@@ -119,6 +119,12 @@ def test_the_suite_runs_every_workload_at_both_durabilities_and_verifies_them(
             assert series["runs"][0]["checks"], f"{name} {durability} verified nothing"
             assert all(ratio > 0 for ratio in series["ratios"].values()), series["ratios"]
             assert [t["median"] > 0 for t in series["targets"]] == [True, True]
+            counts = series["runs"][0]["counts"]
+            # Where the run's time went: the loop's thread did work, within the wall time.
+            assert 0 < counts["loop_cpu_ms"] <= counts["wall_ms"] + 5, counts
+            assert counts["other_cpu_ms"] >= 0, counts
+            assert counts["gc_ms"] >= 0, counts
+    assert "where each run's time went" in done.stdout
     for durability in DURABILITIES:
         check_verified_series(data["ceilings"]["sqlite"][durability], CEILING_FIGURES["sqlite"])
     check_verified_series(data["ceilings"]["asyncio"], CEILING_FIGURES["asyncio"])
