@@ -36,9 +36,11 @@ from actors.errors import (
 )
 from persistence import (
     ActorId,
+    Admit,
     AdmitOutcome,
     BuryMessage,
     BuryOutcome,
+    Enqueue,
     EnqueueOutcome,
     FireOutcome,
     MessageKind,
@@ -770,9 +772,25 @@ class Dispatcher:
         self._adopters[(actor, act.generation)].append(reply)
         return act.generation
 
+    def _release(self, request: Request) -> None:
+        """``request`` is committed, failed or dropped: no longer on its way to a mailbox."""
+        if request.counted:
+            request.counted = False
+            item = request.item
+            assert isinstance(item, Admit | Enqueue)  # only these are counted
+            actor = item.actor
+            left = self.submitted[actor] - 1
+            if left:
+                self.submitted[actor] = left
+            else:
+                del self.submitted[actor]
+
     def committed(self, item: Item, outcome: WriteOutcome) -> None:
         if isinstance(item, Request):
+            self._release(item)
             item.accepted.set(outcome)
+            if item.then is not None:
+                item.then(outcome)
             if isinstance(outcome, FireOutcome):
                 for message in outcome.messages:
                     self.deliver(message, None, created=False)
@@ -915,7 +933,10 @@ class Dispatcher:
         failure = storage_error(error)
         for item in items:
             if isinstance(item, Request):
+                self._release(item)
                 item.accepted.fail(failure)
+                if item.reply is not None:  # a caller may wait on it alone (see Request.then)
+                    item.reply.fail(failure)
                 if item.envelope is not None:
                     self._restore(item.envelope)
             elif item.incarnation == item.activation.incarnation:
@@ -933,9 +954,12 @@ class Dispatcher:
         closed = RuntimeClosed("the runtime closed before this message was handled")
         for item in self._writer.leftover():
             if isinstance(item, Request):
+                self._release(item)
                 item.accepted.fail(closed)
-                if item.envelope is not None and item.envelope.reply is not None:
-                    item.envelope.reply.fail(closed)
+                envelope = item.envelope
+                for reply in (item.reply, None if envelope is None else envelope.reply):
+                    if reply is not None:
+                        reply.fail(closed)
         queued = [envelope for entries in self._waiting.values() for envelope, _ in entries]
         for act in self.activations.values():
             queued.extend((*act.in_flight, *act.mailbox))

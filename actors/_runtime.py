@@ -878,10 +878,20 @@ class Runtime:
     # -- internals used by refs ------------------------------------------------------------
 
     async def _request(self, request: Request) -> WriteOutcome:
-        """Submit ``request`` and wait for its commit; admissions and enqueues are bounded.
+        """Submit ``request`` (see ``_submit``) and wait for its commit."""
+        self._submit(request)
+        outcome: WriteOutcome = await request.accepted.wait()
+        return outcome
+
+    def _submit(self, request: Request) -> None:
+        """Hand ``request`` to the writer; admissions and enqueues are bounded.
+
+        Its outcome goes to ``request.accepted`` (and ``request.then``) once committed; the
+        dispatcher stops counting it against its actor's mailbox then.
 
         Raises:
             Overloaded: the actor's mailbox, or the runtime's work in memory, is full.
+            RuntimeClosed: the runtime is closed.
         """
         if self._closed:
             raise RuntimeClosed("the runtime is closed")
@@ -905,19 +915,9 @@ class Runtime:
             self._writer.submit(request)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise RuntimeClosed("the runtime is closed") from None
-        if actor is None:
-            outcome: WriteOutcome = await request.accepted.wait()
-            return outcome
-        dispatcher.submitted[actor] += 1
-        try:
-            outcome = await request.accepted.wait()
-        finally:
-            left = dispatcher.submitted[actor] - 1
-            if left:
-                dispatcher.submitted[actor] = left
-            else:
-                del dispatcher.submitted[actor]
-        return outcome
+        if actor is not None:
+            dispatcher.submitted[actor] += 1
+            request.counted = True
 
     async def _traced(
         self, request: Request, operation: str, ref: ActorRef[Any], handler: str
@@ -968,9 +968,17 @@ class Runtime:
         )
 
     def _repeat(
-        self, ref: ActorRef[Any], spec: EntitySpec, name: str, data: bytes, outcome: EnqueueOutcome
-    ) -> Future[Any] | None:
-        """For a repeated idempotency key: its stored answer (``None`` while pending).
+        self,
+        ref: ActorRef[Any],
+        spec: EntitySpec,
+        name: str,
+        data: bytes,
+        outcome: EnqueueOutcome,
+        reply: Future[Any] | None = None,
+    ) -> None:
+        """For a repeated idempotency key: answer ``reply`` with its stored answer, if any.
+
+        While the first message is unhandled, ``reply`` follows it (see ``Dispatcher``).
 
         Raises:
             IdempotencyConflict: the key was first used for another handler or payload.
@@ -988,11 +996,8 @@ class Runtime:
                 difference=difference,
             )
         stored = outcome.stored_reply
-        if stored is None:
-            return None
-        answer: Future[Any] = Future()
-        self._answer_stored(answer, spec, first, outcome.generation, stored)
-        return answer
+        if stored is not None and reply is not None:
+            self._answer_stored(reply, spec, first, outcome.generation, stored)
 
     def _answer_stored(
         self,
@@ -1041,19 +1046,38 @@ class Runtime:
                 accepted=Future(),
                 reply=reply,
                 chain=chain,
+                then=partial(self._asked, ref, spec, name, data, reply),
             )
             with self._deadline(ref, name, timeout):
-                if self._tracer is None:  # no opentelemetry-api: not a call more
-                    outcome = await self._request(request)
+                if _tracing.live(self._tracer) is None:
+                    # Only the reply is awaited: a repeat or a refusal answers it too (_asked).
+                    self._submit(request)
                 else:
-                    outcome = await self._traced(request, "ask", ref, name)
-                assert isinstance(outcome, EnqueueOutcome)
-                if outcome.repeat_of is not None:
-                    # A repeat: the stored reply, or the first message's once it is handled.
-                    reply = self._repeat(ref, spec, name, data, outcome) or reply
-                elif outcome.message is None:
-                    raise self._rejected(ref, outcome)
+                    await self._traced(request, "ask", ref, name)  # its span ends when stored
                 return await reply.wait()
+
+    def _asked(
+        self,
+        ref: ActorRef[Any],
+        spec: EntitySpec,
+        name: str,
+        data: bytes,
+        reply: Future[Any],
+        outcome: WriteOutcome,
+    ) -> None:
+        """An ask's enqueue committed: answer its reply if no message of its own was stored.
+
+        Called by the dispatcher; whatever goes wrong goes to the caller, not the writer.
+        """
+        assert isinstance(outcome, EnqueueOutcome)
+        try:
+            if outcome.repeat_of is not None:
+                # The stored reply, or the first message's once it is handled.
+                self._repeat(ref, spec, name, data, outcome, reply)
+            elif outcome.message is None:
+                reply.fail(self._rejected(ref, outcome))
+        except Exception as exc:  # IdempotencyConflict; a stored reply that no longer decodes
+            reply.fail(exc)
 
     async def _tell(
         self,

@@ -48,7 +48,7 @@ log = structlog.get_logger("actors.writer")
 
 @dataclass(slots=True, eq=False)
 class Request:
-    """A write other than a turn's, whose submitter waits on ``accepted``.
+    """A write other than a turn's, whose submitter waits on ``accepted`` (or ``reply``).
 
     ``reply``, ``chain`` and ``trace`` (the admission span's context) go with the message an
     admission or enqueue stores; ``envelope`` is the message a ``BuryMessage`` moves to the
@@ -61,6 +61,10 @@ class Request:
     chain: Chain = ()
     envelope: Envelope | None = None
     trace: SpanContext | None = None
+    # Called with the outcome once committed, for a caller that waits on ``reply`` alone.
+    then: Callable[[WriteOutcome], None] | None = None
+    # Counted against its actor's mailbox until committed (``Dispatcher.submitted``).
+    counted: bool = False
 
 
 Item = Request | TurnResult
