@@ -166,6 +166,8 @@ class Runtime:
     ) -> None:
         self._store = store
         self._specs = dict(specs)
+        # What an enqueue creates an absent actor with, per entity: one record for all.
+        self._inits = {name: ActorInit(retention=spec.retention) for name, spec in specs.items()}
         self._by_class = {spec.cls: spec for spec in specs.values()}
         self.clock = clock
         self.config = config
@@ -952,7 +954,7 @@ class Runtime:
                 kind=kind, handler=name, payload=data, idempotency_key=idempotency_key
             ),
             generation=ref.generation,
-            init=ActorInit(retention=spec.retention) if create and ref.generation is None else None,
+            init=self._inits[spec.name] if create and ref.generation is None else None,
         )
 
     def _rejected(self, ref: ActorRef[Any], outcome: EnqueueOutcome) -> Exception:
@@ -1130,7 +1132,7 @@ class Runtime:
     ) -> AbstractContextManager[None]:
         limit = timeout if timeout is not None else self.config.ask_timeout
         if limit is None:
-            return nullcontext()
+            return _NO_DEADLINE
         seconds = limit.total_seconds()
         if isinstance(self.clock, SystemClock) or self._services is None or self._closed:
             return deadline(seconds, f"{what} on {ref._id}")
@@ -1217,6 +1219,10 @@ class Runtime:
         _deadlock.waiters(actor._id, "reply")
         with self._deadline(actor, "reply", timeout):
             return await reply.wait()
+
+
+_NO_DEADLINE: AbstractContextManager[None] = nullcontext()
+"""``_deadline`` without a limit: one instance for every call (it holds no state)."""
 
 
 def _check_dead_letter_id(value: object, *, what: str = "dead_letter") -> None:

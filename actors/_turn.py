@@ -62,7 +62,10 @@ class TurnResult:
     @property
     def voided(self) -> tuple[str, ...]:
         """Timers this turn cancels or replaces: a fired message of theirs must not run."""
-        return (*self.commit.cancel_timers, *(timer.name for timer in self.commit.timers))
+        commit = self.commit
+        if not (commit.cancel_timers or commit.timers):
+            return ()  # most turns: twice per turn, without building a tuple
+        return (*commit.cancel_timers, *(timer.name for timer in commit.timers))
 
 
 def _result(
