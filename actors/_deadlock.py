@@ -37,13 +37,21 @@ def waiters(target: ActorId, what: str) -> Chain:
     Raises:
         DeadlockDetected: ``target`` is one of them.
     """
-    chain = tuple(link for link in _CHAIN.get() if not link.done)
+    links = _CHAIN.get()
+    if not links:  # not asked from a turn: the common case, and nothing to check
+        return ()
+    chain = tuple(link for link in links if not link.done)
     if any(link.actor == target for link in chain):
         path = " -> ".join(str(link.actor) for link in (*chain, Link(target)))
         raise DeadlockDetected(
             f"{what} on {target} would wait forever: {path} (each one waits on the next)"
         )
     return chain
+
+
+def waiting(chain: Chain) -> bool:
+    """Whether a turn in ``chain`` still waits (then its message gets in ahead: see _mailbox)."""
+    return bool(chain) and any(not link.done for link in chain)
 
 
 class asking:  # used as a function: ``with asking(target, what) as chain:``

@@ -18,7 +18,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from actors import _codec, _tracing
+from actors import _codec, _deadlock, _tracing
 from actors._activation import Activation, ActivationTable, Ending, Envelope
 from actors._context import ADOPT, SUPERSEDE
 from actors._deadlock import Chain
@@ -173,7 +173,7 @@ class Dispatcher:
         self.queued += 1
         act = self.activations.find(actor)
         if act is None:
-            awaited = any(not link.done for link in chain)
+            awaited = _deadlock.waiting(chain)
             if not awaited and (actor in self._waiting or not self._room(asking=1)):
                 self._waiting.setdefault(actor, []).append((envelope, created))
                 return envelope
@@ -580,7 +580,7 @@ class Dispatcher:
         """How a turn of ``envelope`` runs its handler (see ``_solo``)."""
         if envelope.suspect:
             return _ALONE
-        if any(not link.done for link in envelope.chain):
+        if _deadlock.waiting(envelope.chain):
             return _PASS  # asked from a running turn (perhaps the suspect's): part of it
         return _ORDINARY
 
@@ -817,7 +817,7 @@ class Dispatcher:
                 if self.cluster is not None:
                     self.cluster.follow(first, outcome.generation)
                 actor = ActorId(entity=first.entity, key=first.key)
-                if actor in self._waiting and any(not link.done for link in item.chain):
+                if actor in self._waiting and _deadlock.waiting(item.chain):
                     # A running turn waits on that message: let its actor in over the cap.
                     self._admit(actor, over=True)
             return
