@@ -527,7 +527,9 @@ class Dispatcher:
                     if not turns % _TURNS_PER_CHECKPOINT:
                         # Let the writer and callers run: a turn need not wait for anything.
                         await anyio.lowlevel.checkpoint()
-            return True
+            # Also when a turn that timed out was put back (a reset meanwhile) and the next
+            # await met the cancellation: the scope swallowed it, and the driver goes on.
+            return not scope.cancel_called
         finally:
             act.scope = None
             if envelope is not None:

@@ -70,13 +70,14 @@ def outcome(result: TurnResult) -> str:
 
 
 def encoded(data: bytes | None) -> list[bytes]:
-    """The notes stored in an actor's record, each still encoded (none if unreadable)."""
-    if not data:
+    """The notes stored in an actor's record, each still encoded (none if unreadable).
+
+    Read once per activation: the notes are checked as ``decode`` checks them, so that
+    notes of another version are dropped rather than kept beside new ones.
+    """
+    if not data or not decode(data):
         return []
-    try:
-        return [bytes(note) for note in _raw_decoder.decode(data)]
-    except msgspec.DecodeError:
-        return []  # as in decode()
+    return [bytes(note) for note in _raw_decoder.decode(data)]
 
 
 def note(notes: list[bytes], turn: TurnNote, *, keep: int) -> bytes:

@@ -198,7 +198,7 @@ class Runtime:
             (spec.idle_timeout for spec in self._specs.values() if spec.idle_timeout is not None),
             default=config.idle_timeout.total_seconds(),
         )
-        self.watchdog = Watchdog()
+        self._watchdog = Watchdog()
         self._passivation = Passivation(
             clock,
             self._dispatcher.passivate_idle,
@@ -333,7 +333,7 @@ class Runtime:
                         self._dispatcher.start_drivers(drivers)
                         await drivers.start(self._timers.run)
                         await drivers.start(self._passivation.run)
-                        await drivers.start(self.watchdog.run)
+                        await drivers.start(self._watchdog.run)
                         if cluster is not None:
                             await drivers.start(cluster.run)
                         log.info("runtime_opened", entities=sorted(self._specs))

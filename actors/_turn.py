@@ -179,7 +179,7 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
             args = (payload,)
         timeout = handler.timeout if handler.timeout is not None else rt.handler_timeout
         assert act.scope is not None  # the driver's (see _mailbox)
-        rt.watchdog.enter(act, act.scope, timeout)
+        rt._watchdog.enter(act, act.scope, timeout)
         try:
             with _deadlock.turn(act.id, env.chain):
                 # Not structlog's bound_contextvars: a generator context manager costs more.
@@ -195,7 +195,7 @@ async def _handle(rt: Runtime, act: Activation, env: Envelope, handler: HandlerS
                     structlog.contextvars.reset_contextvars(**bound)
         finally:
             # Even if the handler caught the cancellation and returned: the turn failed.
-            if rt.watchdog.leave(act):
+            if rt._watchdog.leave(act):
                 raise HandlerTimeout(f"handler {what} did not finish within {timeout:g} s")
         if value is ADOPT or value is SUPERSEDE:
             data, reply = None, value
