@@ -9,6 +9,7 @@ the commit (pipelining); a failed commit resets the actor from the store.
 
 from __future__ import annotations
 
+import contextvars
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from functools import partial
@@ -403,10 +404,16 @@ class Dispatcher:
         hand-off costs a wake-up, a new task about four times as much (anyio gives each its
         own cancel scope and event), and an actor that is activated for one message (a
         fan-out) would start one per message. At most ``_PARKED_DRIVERS`` wait.
+
+        Only a driver whose context variables are as they were when it started waits: one
+        that a handler or hook left a variable set in ends, so that what one actor's code
+        set (a tenant, a log binding) never reaches another actor's turns.
         """
+        started = contextvars.copy_context()
         while True:
             await self._drive(act)
-            if len(self._parked) >= _PARKED_DRIVERS:
+            del act  # not kept alive while parked
+            if len(self._parked) >= _PARKED_DRIVERS or contextvars.copy_context() != started:
                 return
             slot: Future[Activation] = Future()
             self._parked.append(slot)

@@ -1071,14 +1071,14 @@ class Runtime:
 
         Called by the dispatcher; whatever goes wrong goes to the caller, not the writer.
         """
-        assert isinstance(outcome, EnqueueOutcome)
         try:
+            assert isinstance(outcome, EnqueueOutcome)
             if outcome.repeat_of is not None:
                 # The stored reply, or the first message's once it is handled.
                 self._repeat(ref, spec, name, data, outcome, reply)
             elif outcome.message is None:
                 reply.fail(self._rejected(ref, outcome))
-        except Exception as exc:  # IdempotencyConflict; a stored reply that no longer decodes
+        except Exception as exc:  # IdempotencyConflict, a stored reply that no longer decodes
             reply.fail(exc)
 
     async def _tell(

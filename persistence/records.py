@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 __all__ = [
     "ActorId",
@@ -76,15 +76,20 @@ class MessageKind(StrEnum):
     CANCEL = "cancel"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+@dataclass(frozen=True, kw_only=True, order=True)
 class ActorId:
     """The identity of an actor across generations: entity name and key."""
 
+    # Slots written out, with one that is not a field: its hash, computed once. The
+    # runtime's tables look actors up about twenty times per message, and the generated
+    # ``__hash__`` builds a tuple and hashes it each time. Not a field, so that encoders
+    # (msgspec, ``asdict``) see entity and key only.
+    __slots__ = ("_hash", "entity", "key")
+
     entity: str
     key: str
-    # Its hash, computed once: the runtime's tables look actors up about twenty times per
-    # message, and the generated ``__hash__`` builds a tuple and hashes it each time.
-    _hash: int = field(init=False, repr=False, compare=False)
+    if TYPE_CHECKING:  # the slot's type, for type checkers only (not a field at run time)
+        _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((self.entity, self.key)))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import anyio
 import pytest
+import structlog
 
-from actors import HandlerFailed, InvalidPayload, Runtime, UnknownHandler
+from actors import Context, Entity, HandlerFailed, InvalidPayload, Runtime, UnknownHandler, handler
 from persistence import ActorId, Store, WriteItem, WriteOutcome, open_store
 from tests.conftest import running
 from tests.entities import Counter
@@ -141,3 +143,36 @@ async def test_state_and_attributes_are_persisted_after_every_turn(store_url: st
     assert record.attributes == {"parity": "odd"}
     assert record.state is not None
     assert b'"value":3' in record.state
+
+
+_TENANT: ContextVar[str | None] = ContextVar("test_tenant", default=None)
+
+
+class Tenanted(Entity):
+    """Handlers that leave a context variable and a log binding set, and read them."""
+
+    name = "tenanted"
+
+    @handler
+    async def enter(self, ctx: Context, tenant: str) -> None:
+        _TENANT.set(tenant)  # never reset: the handler's task keeps it
+        structlog.contextvars.bind_contextvars(tenant=tenant)
+
+    @handler
+    async def look(self, ctx: Context) -> list[str | None]:
+        bound = structlog.contextvars.get_contextvars().get("tenant")
+        return [_TENANT.get(), bound]
+
+
+async def test_context_variables_a_handler_leaves_set_never_reach_another_actor(
+    store_url: str,
+) -> None:
+    """Driver tasks are reused across actors; one whose context a handler changed is not.
+
+    Actor a's handler sets a context variable and a log binding and does not reset them.
+    Actor b's turns, run after a's driver has finished, must not see either.
+    """
+    async with running(store_url, Tenanted) as rt:
+        for n in range(20):
+            await rt.ref(Tenanted, f"a{n}").ask(Tenanted.enter, f"tenant-{n}")
+            assert await rt.ref(Tenanted, f"b{n}").ask(Tenanted.look) == [None, None]
