@@ -65,6 +65,24 @@ class Service:
         """How many Idempotency-Key actors the store holds."""
         return await self.rt.count(IdempotencyKey)
 
+    @asynccontextmanager
+    async def first_in_flight(self) -> AsyncIterator[list[httpx.Response]]:
+        """The first ``pay()`` held at the provider while the block runs.
+
+        Yields the list its response goes to, once the block has ended and it is released.
+        """
+        release = self.provider.hold()
+        first: list[httpx.Response] = []
+
+        async def first_request() -> None:
+            first.append(await self.pay())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first_request)
+            await self.provider.reached.wait()  # the owner is at the provider
+            yield first
+            release.set()
+
 
 @asynccontextmanager
 async def serving(url: str) -> AsyncIterator[Service]:
@@ -145,15 +163,7 @@ async def test_a_duplicate_while_the_first_is_in_flight_gets_409_and_the_first_c
 ) -> None:
     """A concurrent duplicate is a message to the owner, whose policy rejects it."""
     async with serving(file_url) as svc:
-        release = svc.provider.hold()
-        first: list[httpx.Response] = []
-
-        async def first_request() -> None:
-            first.append(await svc.pay())
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(first_request)
-            await svc.provider.reached.wait()  # the owner is at the provider
+        async with svc.first_in_flight() as first:
             duplicate = await svc.pay()
             assert_problem(
                 duplicate,
@@ -164,7 +174,6 @@ async def test_a_duplicate_while_the_first_is_in_flight_gets_409_and_the_first_c
             assert duplicate.headers["retry-after"] == "1"
             assert svc.provider.calls == 1
             assert await svc.rt.ref(IdempotencyKey, ACTOR).status() is Status.ACTIVE
-            release.set()
         assert_charge(first[0], CHARGE_1, replayed=False)
         assert_charge(await svc.pay(), CHARGE_1, replayed=True)
         assert svc.provider.calls == 1
@@ -175,18 +184,9 @@ async def test_the_same_key_with_another_payload_gets_422_in_flight_and_after(
 ) -> None:
     """Reusing a key for a different request is refused, whatever the owner's state."""
     async with serving(file_url) as svc:
-        release = svc.provider.hold()
-        first: list[httpx.Response] = []
-
-        async def first_request() -> None:
-            first.append(await svc.pay())
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(first_request)
-            await svc.provider.reached.wait()
+        async with svc.first_in_flight() as first:
             in_flight = await svc.pay({"amount": 5, "currency": "eur"})
             assert_problem(in_flight, 422, "key-reused", "Idempotency-Key is already used")
-            release.set()
         assert_charge(first[0], CHARGE_1, replayed=False)
         after = await svc.pay({"amount": 1999, "currency": "usd"})
         assert_problem(after, 422, "key-reused", "Idempotency-Key is already used")
