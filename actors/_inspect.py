@@ -20,7 +20,7 @@ import msgspec
 
 from actors import _recent
 from actors._dead_letters import check_retried
-from actors._query import Between, In, Operator, compile_query, make_cursor
+from actors._query import Between, In, Operator, compile_query, page_of, with_lookahead
 from actors.errors import ActorNotFound, InvalidQuery
 from persistence import (
     ActorId,
@@ -163,9 +163,8 @@ class Inspector:
             InvalidQuery: a bad term, order, limit or cursor.
         """
         query, order = await self._query(entity, filters, limit=limit, after=after)
-        rows = await self._store.find(dataclasses.replace(query, limit=limit + 1))
-        cursor = make_cursor(order, rows[limit - 1]) if len(rows) > limit else None
-        return [summary_json(row) for row in rows[:limit]], cursor
+        rows, cursor = page_of(await self._store.find(with_lookahead(query)), order, limit)
+        return [summary_json(row) for row in rows], cursor
 
     async def find_across(
         self, entities: Sequence[str], filters: Filters, *, limit: int
@@ -183,7 +182,7 @@ class Inspector:
         rows: list[ActorSummary] = []
         for entity in entities:
             query, order = await self._query(entity, filters, limit=limit)
-            rows.extend(await self._store.find(dataclasses.replace(query, limit=limit + 1)))
+            rows.extend(await self._store.find(with_lookahead(query)))
         if order.field == "key":  # by entity, then key
             rows.sort(key=lambda row: (row.entity, row.key), reverse=order.descending)
         else:  # by the value, then (as each entity's rows) by key, then entity

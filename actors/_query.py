@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -427,6 +428,19 @@ def make_cursor(order: Order, row: ActorSummary) -> str:
     )
     raw = msgspec.json.encode([_CURSOR_VERSION, order.token, *tagged, row.key])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def with_lookahead(query: Query) -> Query:
+    """``query`` for one row more than its page: that row tells whether a next page exists."""
+    return dataclasses.replace(query, limit=query.limit + 1)
+
+
+def page_of(
+    rows: list[ActorSummary], order: Order, limit: int
+) -> tuple[list[ActorSummary], str | None]:
+    """The page of ``limit`` rows read by ``with_lookahead``, and the cursor after it (if more)."""
+    cursor = make_cursor(order, rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], cursor
 
 
 def _read_cursor(cursor: object, order: Order) -> tuple[SortValue, str]:

@@ -41,7 +41,8 @@ from actors._query import (
     check_limit,
     compile_query,
     info,
-    make_cursor,
+    page_of,
+    with_lookahead,
 )
 from actors._refs import ActorRef, StartHandle
 from actors._registry import check_attributes, encode_attributes
@@ -794,10 +795,9 @@ class Runtime:
             limit=limit,
             after=after,
         )
-        query = dataclasses.replace(query, limit=limit + 1)  # one more: is there a next page?
-        rows = await self._read(lambda: self._store.find(query))
-        cursor = make_cursor(order, rows[limit - 1]) if len(rows) > limit else None
-        return Page(items=[info(self, spec, row) for row in rows[:limit]], cursor=cursor)
+        query = with_lookahead(query)
+        rows, cursor = page_of(await self._read(lambda: self._store.find(query)), order, limit)
+        return Page(items=[info(self, spec, row) for row in rows], cursor=cursor)
 
     async def find_all(
         self,
