@@ -14,11 +14,11 @@ the actors of nodes that died (``claim_orphans``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
@@ -261,8 +261,8 @@ class Cluster:
         if isinstance(item, Request):
             write = item.item
             if item.reply is not None and isinstance(write, Admit | Enqueue):
-                return dataclasses.replace(
-                    write, message=dataclasses.replace(write.message, reply_to=session)
+                return msgspec.structs.replace(
+                    write, message=msgspec.structs.replace(write.message, reply_to=session)
                 )
             return write
         commit = item.commit
@@ -273,12 +273,12 @@ class Cluster:
                 changes["replies"] = (self._reply(item, reply_to),)
             # A message that goes on as another takes its caller along.
             if commit.successor is not None:
-                message = dataclasses.replace(commit.successor.message, reply_to=reply_to)
-                changes["successor"] = dataclasses.replace(commit.successor, message=message)
+                message = msgspec.structs.replace(commit.successor.message, reply_to=reply_to)
+                changes["successor"] = msgspec.structs.replace(commit.successor, message=message)
             if commit.readmit is not None:
-                message = dataclasses.replace(commit.readmit.message, reply_to=reply_to)
-                changes["readmit"] = dataclasses.replace(commit.readmit, message=message)
-        return dataclasses.replace(commit, **changes)
+                message = msgspec.structs.replace(commit.readmit.message, reply_to=reply_to)
+                changes["readmit"] = msgspec.structs.replace(commit.readmit, message=message)
+        return msgspec.structs.replace(commit, **changes)
 
     def _reply(self, item: TurnResult, session: int) -> Reply:
         record = item.envelope.record
@@ -410,7 +410,7 @@ class Cluster:
         record = envelope.record
         actor = ActorId(entity=record.entity, key=record.key)
         if row.forward is not None:
-            self.await_reply(Envelope(dataclasses.replace(record, id=row.forward), reply))
+            self.await_reply(Envelope(msgspec.structs.replace(record, id=row.forward), reply))
             return
         if row.adopt is not None:
             self._rt._dispatcher._adopters[(actor, row.adopt)].append(reply)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -432,7 +431,7 @@ def make_cursor(order: Order, row: ActorSummary) -> str:
 
 def with_lookahead(query: Query) -> Query:
     """``query`` for one row more than its page: that row tells whether a next page exists."""
-    return dataclasses.replace(query, limit=query.limit + 1)
+    return msgspec.structs.replace(query, limit=query.limit + 1)
 
 
 def page_of(

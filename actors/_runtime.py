@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, overload
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import TaskGroup
 
@@ -424,7 +425,7 @@ class Runtime:
                 await self._dispatcher.bury(Envelope(head), head.attempts, reason).wait()
             if mailbox and not mailbox[0].attempts:
                 # As stored once the attempt is recorded below.
-                mailbox[0] = dataclasses.replace(mailbox[0], attempts=1)
+                mailbox[0] = msgspec.structs.replace(mailbox[0], attempts=1)
                 first.append(mailbox[0].id)
             mailboxes.append(mailbox)
         await call(partial(self._store.record_attempts, first))

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import msgspec
 
 from persistence import _migrate, _pg_cluster, _pg_query
 from persistence._batch import (
@@ -620,7 +621,7 @@ class PostgresStore:
         return [
             _message(row)
             if row[12] is None
-            else dataclasses.replace(_message(row), reply_to=row[12])
+            else msgspec.structs.replace(_message(row), reply_to=row[12])
             for row in rows
         ]
 

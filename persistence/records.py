@@ -9,10 +9,11 @@ hold encoded payloads (``bytes``) and never runtime objects: this module must no
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
+
+import msgspec
 
 __all__ = [
     "ActorId",
@@ -76,41 +77,17 @@ class MessageKind(StrEnum):
     CANCEL = "cancel"
 
 
-@dataclass(frozen=True, kw_only=True, order=True)
-class ActorId:
+class ActorId(msgspec.Struct, frozen=True, kw_only=True, order=True, gc=False):
     """The identity of an actor across generations: entity name and key."""
-
-    # Slots written out, with one that is not a field: its hash, computed once. The
-    # runtime's tables look actors up about twenty times per message, and the generated
-    # ``__hash__`` builds a tuple and hashes it each time. Not a field, so that encoders
-    # (msgspec, ``asdict``) see entity and key only.
-    __slots__ = ("_hash", "entity", "key")
 
     entity: str
     key: str
-    if TYPE_CHECKING:  # the slot's type, for type checkers only (not a field at run time)
-        _hash: int = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.entity, self.key)))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        # Not the hash: another process hashes strings differently.
-        return _actor_id, (self.entity, self.key)
 
     def __str__(self) -> str:
         return f"{self.entity}/{self.key}"
 
 
-def _actor_id(entity: str, key: str) -> ActorId:
-    return ActorId(entity=entity, key=key)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ActorRecord:
+class ActorRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a store holds for the current generation of one actor."""
 
     entity: str
@@ -135,8 +112,7 @@ class ActorRecord:
         return ActorId(entity=self.entity, key=self.key)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageRecord:
+class MessageRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A durably accepted message. ``id`` orders every mailbox."""
 
     id: int
@@ -161,8 +137,7 @@ class MessageRecord:
     stores a message for it), ``None`` if another live session owns it (and was notified)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewMessage:
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A message the runtime wants stored; the store assigns its id and generation.
 
     ``meta`` is opaque to the store (a duplicate's attributes, for instance). A message with
@@ -179,16 +154,14 @@ class NewMessage:
     """With leases: the session whose caller waits for the reply (see :class:`Reply`)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ActorInit:
+class ActorInit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """How to create an actor that does not exist yet."""
 
     retention: float
-    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    attributes: Mapping[str, AttributeValue] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Admit:
+class Admit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Create the actor with its start message, or hand the message to the one that exists.
 
     A store applies it as one decision, atomic with the rest of the batch:
@@ -207,8 +180,7 @@ class Admit:
     to_terminal: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Enqueue:
+class Enqueue(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Store a message for an actor.
 
     The message is stored when the actor's current generation is ``active`` (and equals
@@ -222,8 +194,7 @@ class Enqueue:
     init: ActorInit | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Completion:
+class Completion(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """How a turn ends its actor's generation."""
 
     status: Status
@@ -231,24 +202,21 @@ class Completion:
     error: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredReply:
+class StoredReply(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The reply kept for a handled message that had an idempotency key."""
 
     reply: bytes | None = None
     error: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Successor:
+class Successor(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The next generation a turn starts, in its own commit (supersede, re-run)."""
 
     init: ActorInit
     message: NewMessage
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewTimer:
+class NewTimer(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A durable timer a turn schedules for its own actor.
 
     At ``due_at`` (wall-clock seconds) a :class:`FireTimers` moves it into the mailbox as a
@@ -263,8 +231,7 @@ class NewTimer:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The answer to a message whose caller waits on another node (``reply_to``).
 
     Stored with the turn (unless it is fenced), for session ``session``, which is notified
@@ -287,8 +254,7 @@ class Reply:
     forward: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReplyRecord:
+class ReplyRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A stored :class:`Reply`, as its session takes it; ``forward`` is the message id."""
 
     message: int
@@ -300,8 +266,7 @@ class ReplyRecord:
     forward: int | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TurnCommit:
+class TurnCommit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Everything one turn did, applied together with the consumption of its message.
 
     Applied only when the actor's current generation is still ``generation``; either way
@@ -324,7 +289,7 @@ class TurnCommit:
     generation: int
     consumed: int
     state: bytes | None = None
-    set_attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    set_attributes: Mapping[str, AttributeValue] = msgspec.field(default_factory=dict)
     remove_attributes: Sequence[str] = ()
     outgoing: Sequence[Enqueue] = ()
     completion: Completion | None = None
@@ -343,8 +308,7 @@ class TurnCommit:
     not when it is fenced: the next owner runs the message again)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FireTimers:
+class FireTimers(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Fire up to ``limit`` timers due at the batch time, earliest first.
 
     Each fired timer is deleted and its message stored (kind ``timer``, with the timer's
@@ -361,8 +325,7 @@ class FireTimers:
     entities: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AdmitOutcome:
+class AdmitOutcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What an :class:`Admit` did.
 
     With no ``message`` (the actor had ended and its policy does not see duplicates),
@@ -378,8 +341,7 @@ class AdmitOutcome:
     expires_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnqueueOutcome:
+class EnqueueOutcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What an :class:`Enqueue` did: ``message`` is ``None`` when nothing was stored.
 
     ``status`` and ``generation`` describe the actor's current generation (``generation`` 0
@@ -396,8 +358,7 @@ class EnqueueOutcome:
     stored_reply: StoredReply | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TurnOutcome:
+class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a :class:`TurnCommit` did; ``outgoing`` pairs with the commit's ``outgoing``.
 
     ``expires_at`` is when what the turn kept (its completed record, or the reply kept for an
@@ -413,8 +374,7 @@ class TurnOutcome:
     """The writing session no longer holds the actor's lease: nothing was applied."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BuryMessage:
+class BuryMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Move an unhandled message to the dead letters, with why it was given up.
 
     The dead letter keeps the message's id as its own. A message no longer stored unhandled
@@ -426,15 +386,13 @@ class BuryMessage:
     error: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BuryOutcome:
+class BuryOutcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Whether a :class:`BuryMessage` moved its message."""
 
     buried: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryDeadLetter:
+class RetryDeadLetter(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Put a dead letter back at the end of its actor's mailbox and delete it.
 
     The message is stored anew (a new id, no attempts) for the generation it was sent to.
@@ -450,8 +408,7 @@ class RetryDeadLetter:
 RetryProblem = Literal["unknown", "actor_gone", "key_in_use"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryOutcome:
+class RetryOutcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The message a :class:`RetryDeadLetter` stored, or why it stored none.
 
     With a problem other than ``unknown``, ``dead_letter`` is the dead letter (kept).
@@ -462,8 +419,7 @@ class RetryOutcome:
     dead_letter: DeadLetterRecord | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetterRecord:
+class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A message given up after ``message.attempts`` tries, kept in the dead letters.
 
     The dead letter's id is its message's.
@@ -474,8 +430,7 @@ class DeadLetterRecord:
     dead_at: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FireOutcome:
+class FireOutcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a :class:`FireTimers` did: the messages it stored, in firing order.
 
     A message that a later item of the same batch took back (its timer cancelled or replaced,
@@ -509,8 +464,7 @@ class Op(StrEnum):
     MISSING = "missing"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Condition:
+class Condition(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One term of a :class:`Query`: ``field`` compared by ``op`` with ``values``.
 
     ``values`` holds one value for EQ/GT/GE/LT/LE/PREFIX, two for BETWEEN, one or more for
@@ -529,8 +483,7 @@ SortValue = AttributeValue | None
 """The value a query orders by: an attribute's value, a time (epoch seconds), or a key."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Query:
+class Query(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A registry query over the live actors of one entity.
 
     Every condition must hold. ``attributes`` are terms on attribute names; ``times`` are
@@ -557,8 +510,7 @@ class Query:
     limit: int = 50
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TimerRecord:
+class TimerRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A stored timer of one actor: at ``due_at`` its message joins the mailbox, once."""
 
     entity: str
@@ -571,8 +523,7 @@ class TimerRecord:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EntityStatistics:
+class EntityStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a store holds for one entity, counted at one moment (``Store.statistics``)."""
 
     entity: str
@@ -591,8 +542,7 @@ class EntityStatistics:
     next_timer_at: float | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ActorSummary:
+class ActorSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a registry query returns for one actor: its record without state or result."""
 
     entity: str

@@ -6,10 +6,10 @@ expires one at once with SQL, which is what a node paused past its lease finds.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 
 import anyio
+import msgspec
 import pytest
 
 from persistence import (
@@ -147,10 +147,10 @@ async def test_a_turn_commits_only_under_its_live_lease(url: str, two: tuple[Nod
     assert created.message.epoch is not None
     epoch = created.message.epoch
     commit = TurnCommit(actor=A, generation=1, consumed=created.message.id, state=b"s")
-    [wrong] = await a.store.write([dataclasses.replace(commit, epoch=epoch + 1)], now=2.0)
+    [wrong] = await a.store.write([msgspec.structs.replace(commit, epoch=epoch + 1)], now=2.0)
     assert wrong == TurnOutcome(applied=False, fenced=True)
     await expire_session(url, "a")
-    [late] = await a.store.write([dataclasses.replace(commit, epoch=epoch)], now=2.0)
+    [late] = await a.store.write([msgspec.structs.replace(commit, epoch=epoch)], now=2.0)
     assert late == TurnOutcome(applied=False, fenced=True)
     assert [m.id for m in await a.store.load_mailbox(A)] == [created.message.id]
     record = await a.store.load_actor(A)
@@ -160,7 +160,7 @@ async def test_a_turn_commits_only_under_its_live_lease(url: str, two: tuple[Nod
     taken = await b.leases.claim_orphans(entities=frozenset({"order"}), limit=10)
     assert list(taken) == [A]
     assert taken[A] > epoch
-    [done] = await b.store.write([dataclasses.replace(commit, epoch=taken[A])], now=3.0)
+    [done] = await b.store.write([msgspec.structs.replace(commit, epoch=taken[A])], now=3.0)
     assert isinstance(done, TurnOutcome)
     assert done.applied
     assert not done.fenced

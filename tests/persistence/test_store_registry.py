@@ -7,13 +7,13 @@ SQL. Each test drives a real store through ``persistence``'s public names only.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from persistence import (
@@ -156,7 +156,7 @@ async def walk(store: Store, q: Query, *, page: int) -> list[ActorSummary]:
     rows: list[ActorSummary] = []
     after = q.after
     while True:
-        found = await store.find(dataclasses.replace(q, after=after, limit=page))
+        found = await store.find(msgspec.structs.replace(q, after=after, limit=page))
         assert len(found) <= page
         rows.extend(found)
         if len(found) < page:
@@ -591,9 +591,9 @@ async def test_expired_and_purged_actors_are_neither_found_nor_counted(store: St
         expired = query(gold, now=5.0 + RETENTION)
         assert await keys(store, expired) == ["active"]
         assert await store.count(expired) == 1
-        by_time = dataclasses.replace(expired, order_by="completed_at")
+        by_time = msgspec.structs.replace(expired, order_by="completed_at")
         assert await store.find(by_time) == []
-        assert await store.count(dataclasses.replace(expired, attributes=())) == 1
+        assert await store.count(msgspec.structs.replace(expired, attributes=())) == 1
 
         assert await store.purge_expired(now=5.0 + RETENTION, limit=10) == 2
         assert await keys(store, query(gold, now=0.0)) == ["active"]
@@ -832,7 +832,7 @@ async def test_a_page_continues_after_its_cursor_row_was_purged(store: Store) ->
         await turn(store, "k3", now=2.0, completion=Completion(status=Status.COMPLETED))
         assert await store.purge_expired(now=2.0, limit=10) == 1
 
-        rest = await walk(store, dataclasses.replace(q, after=(0, "k3")), page=2)
+        rest = await walk(store, msgspec.structs.replace(q, after=(0, "k3")), page=2)
 
         assert [(row.sort_value, row.key) for row in rest] == [
             (1, "k1"),
