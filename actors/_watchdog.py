@@ -26,6 +26,15 @@ from actors._alarm import Alarm
 
 __all__ = ["Watchdog"]
 
+_HORIZON = 1.0
+"""The longest the watchdog sleeps, in seconds, even with no turn running.
+
+So a turn that enters with a timeout at least this long (the default is a minute) finds
+the watchdog due to wake before its deadline anyway, and need not wake it: sleeping until
+woken instead would make the first turn after each quiet moment (every turn, under one
+caller at a time) cancel the watchdog's sleep, about 20 µs.
+"""
+
 
 @final
 class _Monotonic:
@@ -71,7 +80,7 @@ class Watchdog:
         while True:
             self._alarm.reset()
             now = time.monotonic()
-            earliest = math.inf
+            earliest = now + _HORIZON
             for turn, (deadline, scope) in self._turns.items():
                 if turn in self._expired:
                     continue
@@ -81,4 +90,4 @@ class Watchdog:
                 else:
                     earliest = min(earliest, deadline)
             self._next = earliest
-            await self._alarm.sleep_until(None if earliest == math.inf else earliest)
+            await self._alarm.sleep_until(earliest)

@@ -569,6 +569,27 @@ async def test_a_short_timeout_fires_on_time_while_a_longer_one_runs() -> None:
         assert await slow.ask(Sleepy.add, 1) == 2
 
 
+async def test_a_timeout_longer_than_the_watchdogs_horizon_fires_on_time() -> None:
+    """A turn that does not wake the watchdog still times out at its own deadline.
+
+    With no turn running the watchdog sleeps for at most a second, so a turn with a longer
+    timeout leaves it asleep; it must still wake at the turn's deadline (1.5 s), not at a
+    later horizon (2 s) or never.
+    """
+    config = RuntimeConfig(handler_timeout=timedelta(seconds=1.5))
+    async with runtime_on(MEMORY, Sleepy, config=config) as rt:
+        ref = rt.ref(Sleepy, "s")
+        assert await ref.ask(Sleepy.add, 1) == 1
+        await anyio.sleep(0.05)  # the watchdog has seen that turn end and gone back to sleep
+        started = time.monotonic()
+        with pytest.raises(HandlerFailed) as caught:
+            await ref.ask(Sleepy.hang_default)
+        took = time.monotonic() - started
+        assert caught.value.error_type == "HandlerTimeout"
+        assert 1.4 < took < 1.9, f"the 1.5 s timeout fired after {took:.2f} s"
+        assert await ref.ask(Sleepy.add, 1) == 2
+
+
 async def test_the_runtime_handler_timeout_is_the_default_and_a_handlers_own_wins() -> None:
     """RuntimeConfig(handler_timeout=...) applies to handlers without their own timeout."""
     config = RuntimeConfig(handler_timeout=timedelta(milliseconds=100))
