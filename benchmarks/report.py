@@ -35,6 +35,8 @@ __all__ = [
 
 ANY = "-"
 """The durability a ceiling that stores nothing (asyncio) is filed under."""
+DURABLE_CEILINGS = ("sqlite", "floor")
+"""The ceilings that store, each run at every durability the workloads run at."""
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +81,7 @@ class Ratio:
     """A workload figure read against a ceiling figure of the same run."""
 
     figure: str
-    ceiling: str  # "sqlite" (at the workload's durability) or "asyncio"
+    ceiling: str  # "sqlite" or "floor" (at the workload's durability), or "asyncio"
     of: str
 
     @property
@@ -93,8 +95,14 @@ RATIOS: dict[str, list[Ratio]] = {
         Ratio(figure="requests_per_s", ceiling="sqlite", of="batched_rows_per_s"),
         Ratio(figure="late_duplicates_per_s", ceiling="sqlite", of="batched_rows_per_s"),
     ],
-    "W2": [Ratio(figure="messages_per_s", ceiling="asyncio", of="round_trips_per_s")],
-    "W3": [Ratio(figure="p50_ms", ceiling="sqlite", of="commit_p50_ms")],
+    "W2": [
+        Ratio(figure="messages_per_s", ceiling="asyncio", of="round_trips_per_s"),
+        Ratio(figure="messages_per_s", ceiling="floor", of="messages_per_s"),
+    ],
+    "W3": [
+        Ratio(figure="p50_ms", ceiling="sqlite", of="commit_p50_ms"),
+        Ratio(figure="p50_ms", ceiling="floor", of="ask_p50_ms"),
+    ],
     "W4": [Ratio(figure="tells_per_s", ceiling="sqlite", of="batched_rows_per_s")],
 }
 TARGETS: dict[str, list[Target]] = {
@@ -121,6 +129,7 @@ SHOWN: dict[str, list[str]] = {  # the figures (and ratios) the table prints, in
 CEILING_FIGURES: dict[str, list[str]] = {  # the figures the table prints of each ceiling
     "sqlite": ["batched_rows_per_s", "commits_per_s", "commit_p50_ms"],
     "asyncio": ["round_trips_per_s", "round_trip_p50_ms"],
+    "floor": ["messages_per_s", "ask_p50_ms"],
 }
 
 
@@ -190,7 +199,7 @@ class Summary:
         medians: dict[str, float | None] = {}
         for ratio in RATIOS[name]:
             ceiling_runs = self.series.get(
-                (ratio.ceiling, durability if ratio.ceiling == "sqlite" else ANY), []
+                (ratio.ceiling, durability if ratio.ceiling in DURABLE_CEILINGS else ANY), []
             )
             values = [
                 run.outcome.figures[ratio.figure] / ceiling.outcome.figures[ratio.of]
@@ -237,7 +246,10 @@ class Summary:
                 for name in self.workloads
             },
             "ceilings": {
-                "sqlite": {d: self.series_json("sqlite", d) for d in self.durabilities},
+                **{
+                    name: {d: self.series_json(name, d) for d in self.durabilities}
+                    for name in DURABLE_CEILINGS
+                },
                 "asyncio": self.series_json("asyncio", ANY),
             },
             "verified": self.all_verified,

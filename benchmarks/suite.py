@@ -1,12 +1,12 @@
 """The published benchmark suite: W1-W4 and their ceilings, each run in a fresh subprocess.
 
 ``python -m benchmarks`` (or ``python -m benchmarks.suite``) runs, ``--runs`` times, the
-ceilings (raw SQLite at each durability, the asyncio actor) and every selected workload at
-every selected durability, each in its own subprocess on its own temporary SQLite file, so
-peak memory and GC state belong to one workload run. It prints the medians as a table and
-writes them, with every run's raw figures and checks, as JSON. ``--one NAME`` is what each
-subprocess runs: one workload or ceiling, its outcome printed as JSON, the last line on
-stdout (any lines before it are log output, kept with the run).
+ceilings (raw SQLite and the durable floor at each durability, the asyncio actor) and every
+selected workload at every selected durability, each in its own subprocess on its own
+temporary SQLite file, so peak memory and GC state belong to one workload run. It prints
+the medians as a table and writes them, with every run's raw figures and checks, as JSON.
+``--one NAME`` is what each subprocess runs: one workload or ceiling, its outcome printed
+as JSON, the last line on stdout (any lines before it are log output, kept with the run).
 
 It exits 1 when a run failed or a check did not hold (a target that is missed does not fail
 it: targets are what the runtime aims at, checks are what makes a figure worth reading).
@@ -30,6 +30,7 @@ import anyio
 
 from benchmarks.ceilings import asyncio_ceiling, sqlite_ceiling
 from benchmarks.core import quiet_logging
+from benchmarks.floor import durable_floor
 from benchmarks.report import ANY, Run, Summary, machine
 from benchmarks.table import render
 from benchmarks.tracing import TRACING, command, set_up
@@ -40,7 +41,7 @@ __all__ = ["main", "run_one"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = Path(tempfile.gettempdir()) / "keyed-actors-benchmarks.json"
-CEILINGS = ("sqlite", "asyncio")
+CEILINGS = ("sqlite", "asyncio", "floor")
 LOG_TAIL = 4000  # characters of a run's other output (warnings, a traceback) kept
 
 
@@ -59,6 +60,8 @@ def run_one(name: str, durability: Durability, scale: float, tracing: str = "api
             outcome = sqlite_ceiling(Path(folder), durability, sizes)
         elif name == "asyncio":
             outcome = anyio.run(asyncio_ceiling, sizes)
+        elif name == "floor":
+            outcome = anyio.run(durable_floor, Path(folder), durability, sizes)
         else:
             url = f"sqlite:///{Path(folder) / 'bench.db'}"
             outcome = anyio.run(WORKLOADS[name][1], url, durability, sizes)
@@ -149,6 +152,7 @@ def plan(
     """
     steps: list[tuple[str, Durability | None]] = [("sqlite", d) for d in durabilities]
     steps.append(("asyncio", None))
+    steps += [("floor", d) for d in durabilities]
     steps += [(w, d) for w in workloads for d in durabilities]
     return steps
 

@@ -9,7 +9,16 @@ import statistics
 from collections.abc import Sequence
 
 from benchmarks.ceilings import BATCH
-from benchmarks.report import ANY, CEILING_FIGURES, RATIOS, SHOWN, TARGETS, Summary, Target
+from benchmarks.report import (
+    ANY,
+    CEILING_FIGURES,
+    DURABLE_CEILINGS,
+    RATIOS,
+    SHOWN,
+    TARGETS,
+    Summary,
+    Target,
+)
 from benchmarks.workloads import DUPLICATES, TALLY_KEYS, WORKLOADS
 
 __all__ = ["render"]
@@ -28,8 +37,9 @@ LABELS = {
     "commit_p50_ms": "commit p50 ms",
     "round_trips_per_s": "round trips/s",
     "round_trip_p50_ms": "round trip p50 ms",
+    "ask_p50_ms": "ask p50 ms",
 }
-CEILINGS = {"sqlite": "raw SQLite", "asyncio": "asyncio actor"}
+CEILINGS = {"sqlite": "raw SQLite", "asyncio": "asyncio actor", "floor": "durable floor"}
 
 
 def number(value: float | None) -> str:
@@ -107,7 +117,7 @@ def workload_rows(summary: Summary) -> list[list[str]]:
 def ceiling_rows(summary: Summary) -> list[list[str]]:
     """One row per figure of each ceiling."""
     rows: list[list[str]] = []
-    runs = [("sqlite", d) for d in summary.durabilities] + [("asyncio", ANY)]
+    runs = [(c, d) for c in DURABLE_CEILINGS for d in summary.durabilities] + [("asyncio", ANY)]
     for name, durability in runs:
         figures = summary.figures(name, durability)
         for figure in CEILING_FIGURES[name]:

@@ -79,6 +79,7 @@ SUITE_FIGURES = {
 CEILING_FIGURES = {
     "sqlite": ["batched_rows_per_s", "commits_per_s", "commit_p50_ms"],
     "asyncio": ["round_trips_per_s", "round_trip_p50_ms"],
+    "floor": ["messages_per_s", "ask_p50_ms"],
 }
 DURABILITIES = ["full", "process"]
 
@@ -108,7 +109,7 @@ def test_the_suite_runs_every_workload_at_both_durabilities_and_verifies_them(
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "verification: every check of all 11 runs held" in done.stdout
+    assert "verification: every check of all 13 runs held" in done.stdout
     data = json.loads(results.read_text("utf-8"))
     assert data["verified"] is True
     assert data["settings"]["durabilities"] == DURABILITIES
@@ -126,7 +127,11 @@ def test_the_suite_runs_every_workload_at_both_durabilities_and_verifies_them(
             assert counts["gc_ms"] >= 0, counts
     assert "where each run's time went" in done.stdout
     for durability in DURABILITIES:
-        check_verified_series(data["ceilings"]["sqlite"][durability], CEILING_FIGURES["sqlite"])
+        for ceiling in ("sqlite", "floor"):
+            series = data["ceilings"][ceiling][durability]
+            check_verified_series(series, CEILING_FIGURES[ceiling])
+    # The floor checks what W2 and W3 check: serialized replies, in order.
+    assert len(data["ceilings"]["floor"]["full"]["runs"][0]["checks"]) == 2
     check_verified_series(data["ceilings"]["asyncio"], CEILING_FIGURES["asyncio"])
 
 

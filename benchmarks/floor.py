@@ -1,0 +1,244 @@
+"""The durable floor: the least Python a durable keyed actor can run on, without the runtime.
+
+W2's and W3's shapes, written as directly as plain asyncio and ``sqlite3`` allow while
+keeping what makes an actor durable:
+- each ask's message is stored, in a group commit with every other write that is ready,
+  before its actor handles it;
+- the turn's new state and the message's consumption commit together, in a later group
+  commit, before the reply is released;
+- each actor handles its messages one at a time, in the order they were stored.
+
+It keeps nothing else: no validation, deduplication, generations, backpressure, timeouts,
+logs or traces, and no error handling. One thread owns the connection (SQLite in WAL mode
+at the durability's ``synchronous`` level), on a schema with the runtime's ``actors`` and
+``messages`` tables and its mailbox index, and a counter row for message ids.
+
+So W2's messages/s over the floor's is the share of the least durable work's speed that the
+runtime keeps, and W3's p50 over the floor's how many least round trips one ask takes: what
+the runtime's own Python costs, on the same machine, disk and interpreter. Nothing here
+imports the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio  # noqa: TID251  # the floor is plain asyncio by definition
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchmarks.ceilings import SYNCHRONOUS
+from benchmarks.core import percentiles, run_callers
+from benchmarks.workloads import TALLY_KEYS, Check, Outcome, Sizes
+from persistence import Durability
+
+__all__ = ["durable_floor"]
+
+SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta VALUES ('next_message_id', 1);
+CREATE TABLE actors (
+    entity TEXT NOT NULL, key TEXT NOT NULL, generation INTEGER NOT NULL,
+    status TEXT NOT NULL, state BLOB, updated_at REAL NOT NULL,
+    PRIMARY KEY (entity, key)
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY, entity TEXT NOT NULL, key TEXT NOT NULL,
+    generation INTEGER NOT NULL, kind TEXT NOT NULL, handler TEXT NOT NULL,
+    payload BLOB NOT NULL, created_at REAL NOT NULL
+);
+CREATE INDEX messages_mailbox ON messages (entity, key, id);
+"""
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+
+Job = Callable[[sqlite3.Connection], None]
+
+
+class _Store:
+    """One connection, used by one thread; ``call`` hands it a job and awaits the end."""
+
+    def __init__(self, path: Path, durability: Durability) -> None:
+        self._path = path
+        self._synchronous = SYNCHRONOUS[durability]
+        self._jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[None]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve, name="floor sqlite", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.executescript(SCHEMA)
+        while (job := self._jobs.get()) is not None:
+            write, done = job
+            write(conn)
+            self._loop.call_soon_threadsafe(done.set_result, None)
+        conn.close()
+
+    def call(self, write: Job) -> asyncio.Future[None]:
+        done = self._loop.create_future()
+        self._jobs.put((write, done))
+        return done
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+
+def _commit(
+    created: list[tuple[str, float]],
+    stored: list[tuple[Any, ...]],
+    next_id: int,
+    states: list[tuple[bytes, float, str]],
+    consumed: list[tuple[int]],
+    conn: sqlite3.Connection,
+) -> None:
+    """One group commit: new actors, stored messages, and turns with their consumption."""
+    conn.execute("BEGIN IMMEDIATE")
+    if created:
+        conn.executemany("INSERT INTO actors VALUES ('Tally', ?, 1, 'active', NULL, ?)", created)
+    if stored:
+        conn.executemany(
+            "INSERT INTO messages VALUES (?, 'Tally', ?, 1, 'request', 'add', ?, ?)", stored
+        )
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'next_message_id'", (next_id,))
+    if states:
+        conn.executemany(
+            "UPDATE actors SET state = ?, updated_at = ? WHERE entity = 'Tally' AND key = ?",
+            states,
+        )
+        conn.executemany("DELETE FROM messages WHERE id = ?", consumed)
+    conn.execute("COMMIT")
+
+
+class _Actor:
+    __slots__ = ("count", "key", "mailbox", "running")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.count = 0
+        self.mailbox: deque[tuple[int, bytes, asyncio.Future[int]]] = deque()
+        self.running = False
+
+
+class _Floor:
+    """Tally actors whose asks and turns go through one writer's group commits."""
+
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+        self._actors: dict[str, _Actor] = {}
+        self._asks: list[tuple[str, bytes, asyncio.Future[int]]] = []
+        self._turns: list[tuple[str, bytes, int, int, asyncio.Future[int]]] = []
+        self._ready = asyncio.Event()
+        self._next_id = 1
+        self._drivers: set[asyncio.Task[None]] = set()
+
+    def ask(self, key: str, amount: int) -> asyncio.Future[int]:
+        """Add ``amount`` to actor ``key``: its new count, once the turn has committed."""
+        reply = asyncio.get_running_loop().create_future()
+        self._asks.append((key, _encode(amount), reply))
+        self._ready.set()
+        return reply
+
+    async def write(self) -> None:
+        """The writer: commit everything ready, then deliver; forever."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            asks, self._asks = self._asks, []
+            turns, self._turns = self._turns, []
+            now = time.time()
+            first = self._next_id
+            self._next_id += len(asks)
+            new = [
+                key for key in dict.fromkeys(key for key, _, _ in asks) if key not in self._actors
+            ]
+            for key in new:
+                self._actors[key] = _Actor(key)
+            await self._store.call(
+                partial(
+                    _commit,
+                    [(key, now) for key in new],
+                    [(first + n, key, data, now) for n, (key, data, _) in enumerate(asks)],
+                    self._next_id,
+                    [(state, now, key) for key, state, _, _, _ in turns],
+                    [(message,) for _, _, message, _, _ in turns],
+                )
+            )
+            for *_, count, reply in turns:
+                reply.set_result(count)
+            for n, (key, data, reply) in enumerate(asks):
+                actor = self._actors[key]
+                actor.mailbox.append((first + n, data, reply))
+                if not actor.running:
+                    actor.running = True
+                    driver = asyncio.get_running_loop().create_task(self._drive(actor))
+                    self._drivers.add(driver)
+                    driver.add_done_callback(self._drivers.discard)
+
+    async def _drive(self, actor: _Actor) -> None:
+        """Run ``actor``'s turns in order, each one's commit handed to the writer."""
+        while actor.mailbox:
+            message, data, reply = actor.mailbox.popleft()
+            actor.count += _decode(data)
+            state = _encode({"count": actor.count})
+            self._turns.append((actor.key, state, message, actor.count, reply))
+            self._ready.set()
+            await asyncio.sleep(0)  # another task's turn, as between the runtime's turns
+        actor.running = False
+
+
+async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> Outcome:
+    """W2's messages/s and W3's p50 on the floor, with W2's and W3's checks."""
+    store = _Store(folder / "floor.db", durability)
+    floor = _Floor(store)
+    writer = asyncio.get_running_loop().create_task(floor.write())
+    asks = sizes.asks_per_key
+    replies: list[list[int]] = [[] for _ in range(TALLY_KEYS)]
+
+    async def ask(job: int) -> None:
+        key = job % TALLY_KEYS
+        replies[key].append(await floor.ask(f"tally-{key}", 1))
+
+    try:
+        elapsed = await run_callers(TALLY_KEYS * asks, ask)
+        samples: list[float] = []
+        in_order = 0
+        last = await floor.ask("hot", 0)  # untimed, as W3 activates its actor first
+        for _ in range(sizes.hot_asks):
+            started = time.perf_counter()
+            value = await floor.ask("hot", 1)
+            samples.append((time.perf_counter() - started) * 1000)
+            in_order += value == last + 1
+            last = value
+    finally:
+        writer.cancel()
+        store.close()
+    expected = list(range(1, asks + 1))
+    return Outcome(
+        figures={
+            "messages_per_s": TALLY_KEYS * asks / elapsed,
+            "ask_p50_ms": percentiles(samples)["p50_ms"],
+        },
+        checks=[
+            Check(
+                what=f"actors whose replies are a permutation of 1..{asks}",
+                expected=TALLY_KEYS,
+                observed=sum(sorted(r) == expected for r in replies),
+            ),
+            Check(
+                what="replies one more than the last", expected=sizes.hot_asks, observed=in_order
+            ),
+        ],
+    )
