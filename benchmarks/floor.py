@@ -109,9 +109,7 @@ def _commit(
     if created:
         conn.executemany("INSERT INTO actors VALUES ('Tally', ?, 1, 'active', NULL, ?)", created)
     if stored:
-        conn.executemany(
-            "INSERT INTO messages VALUES (?, 'Tally', ?, 1, 'request', 'add', ?, ?)", stored
-        )
+        conn.executemany("INSERT INTO messages VALUES (?, 'Tally', ?, 1, ?, 'add', ?, ?)", stored)
         conn.execute("UPDATE meta SET value = ? WHERE name = 'next_message_id'", (next_id,))
     if states:
         conn.executemany(
@@ -122,65 +120,95 @@ def _commit(
     conn.execute("COMMIT")
 
 
+Reply = asyncio.Future[int] | None  # an ask's reply; a tell's turn has none
+
+
 class _Actor:
     __slots__ = ("count", "key", "mailbox", "running")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.count = 0
-        self.mailbox: deque[tuple[int, bytes, asyncio.Future[int]]] = deque()
+        self.mailbox: deque[tuple[int, bytes, Reply]] = deque()
         self.running = False
 
 
 class _Floor:
-    """Tally actors whose asks and turns go through one writer's group commits."""
+    """Tally actors whose messages and turns go through one writer's group commits.
+
+    Every actor stays in memory: passivating none is the least work.
+    """
 
     def __init__(self, store: _Store) -> None:
         self._store = store
         self._actors: dict[str, _Actor] = {}
-        self._asks: list[tuple[str, bytes, asyncio.Future[int]]] = []
-        self._turns: list[tuple[str, bytes, int, int, asyncio.Future[int]]] = []
+        # Messages to store: key, payload, the ask's reply or the tell's acceptance, and
+        # whether it is an ask.
+        self._messages: list[tuple[str, bytes, asyncio.Future[int], bool]] = []
+        self._turns: list[tuple[str, bytes, int, int, Reply]] = []
         self._ready = asyncio.Event()
         self._next_id = 1
         self._drivers: set[asyncio.Task[None]] = set()
+        self.handled = 0  # turns committed
+        self.all_handled = asyncio.Event()  # set when ``handled`` reaches ``expected``
+        self.expected = 0
+
+    def count(self, key: str) -> int:
+        """Actor ``key``'s count (0 for an actor with none yet)."""
+        actor = self._actors.get(key)
+        return 0 if actor is None else actor.count
 
     def ask(self, key: str, amount: int) -> asyncio.Future[int]:
         """Add ``amount`` to actor ``key``: its new count, once the turn has committed."""
-        reply = asyncio.get_running_loop().create_future()
-        self._asks.append((key, _encode(amount), reply))
+        return self._send(key, amount, ask=True)
+
+    def tell(self, key: str, amount: int) -> asyncio.Future[int]:
+        """Add ``amount`` to actor ``key``: done once the message is stored."""
+        return self._send(key, amount, ask=False)
+
+    def _send(self, key: str, amount: int, *, ask: bool) -> asyncio.Future[int]:
+        answer = asyncio.get_running_loop().create_future()
+        self._messages.append((key, _encode(amount), answer, ask))
         self._ready.set()
-        return reply
+        return answer
 
     async def write(self) -> None:
         """The writer: commit everything ready, then deliver; forever."""
         while True:
             await self._ready.wait()
             self._ready.clear()
-            asks, self._asks = self._asks, []
+            messages, self._messages = self._messages, []
             turns, self._turns = self._turns, []
             now = time.time()
             first = self._next_id
-            self._next_id += len(asks)
-            new = [
-                key for key in dict.fromkeys(key for key, _, _ in asks) if key not in self._actors
-            ]
+            self._next_id += len(messages)
+            new = [key for key in dict.fromkeys(m[0] for m in messages) if key not in self._actors]
             for key in new:
                 self._actors[key] = _Actor(key)
             await self._store.call(
                 partial(
                     _commit,
                     [(key, now) for key in new],
-                    [(first + n, key, data, now) for n, (key, data, _) in enumerate(asks)],
+                    [
+                        (first + n, key, "request" if ask else "tell", data, now)
+                        for n, (key, data, _, ask) in enumerate(messages)
+                    ],
                     self._next_id,
                     [(state, now, key) for key, state, _, _, _ in turns],
                     [(message,) for _, _, message, _, _ in turns],
                 )
             )
-            for *_, count, reply in turns:
-                reply.set_result(count)
-            for n, (key, data, reply) in enumerate(asks):
+            for _, _, _, count, reply in turns:
+                if reply is not None:
+                    reply.set_result(count)
+            self.handled += len(turns)
+            if turns and self.handled == self.expected:
+                self.all_handled.set()
+            for n, (key, data, answer, ask) in enumerate(messages):
                 actor = self._actors[key]
-                actor.mailbox.append((first + n, data, reply))
+                actor.mailbox.append((first + n, data, answer if ask else None))
+                if not ask:
+                    answer.set_result(0)  # stored: the sender goes on
                 if not actor.running:
                     actor.running = True
                     driver = asyncio.get_running_loop().create_task(self._drive(actor))
@@ -200,21 +228,24 @@ class _Floor:
 
 
 async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> Outcome:
-    """W2's messages/s and W3's p50 on the floor, with W2's and W3's checks."""
+    """W2's messages/s, W3's p50 and W4's tells/s on the floor, with their checks."""
     store = _Store(folder / "floor.db", durability)
     floor = _Floor(store)
     writer = asyncio.get_running_loop().create_task(floor.write())
     asks = sizes.asks_per_key
     replies: list[list[int]] = [[] for _ in range(TALLY_KEYS)]
+    samples: list[float] = []
+    in_order = 0
 
     async def ask(job: int) -> None:
         key = job % TALLY_KEYS
         replies[key].append(await floor.ask(f"tally-{key}", 1))
 
+    async def tell(job: int) -> None:
+        await floor.tell(f"inbox-{job}", 1)
+
     try:
         elapsed = await run_callers(TALLY_KEYS * asks, ask)
-        samples: list[float] = []
-        in_order = 0
         last = await floor.ask("hot", 0)  # untimed, as W3 activates its actor first
         for _ in range(sizes.hot_asks):
             started = time.perf_counter()
@@ -222,6 +253,12 @@ async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> O
             samples.append((time.perf_counter() - started) * 1000)
             in_order += value == last + 1
             last = value
+        floor.expected = floor.handled + sizes.fanout
+        started = time.perf_counter()
+        await run_callers(sizes.fanout, tell)
+        await floor.all_handled.wait()
+        fanned_out = time.perf_counter() - started
+        told = sum(floor.count(f"inbox-{job}") == 1 for job in range(sizes.fanout))
     finally:
         writer.cancel()
         store.close()
@@ -230,6 +267,7 @@ async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> O
         figures={
             "messages_per_s": TALLY_KEYS * asks / elapsed,
             "ask_p50_ms": percentiles(samples)["p50_ms"],
+            "tells_per_s": sizes.fanout / fanned_out,
         },
         checks=[
             Check(
@@ -239,6 +277,9 @@ async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> O
             ),
             Check(
                 what="replies one more than the last", expected=sizes.hot_asks, observed=in_order
+            ),
+            Check(
+                what="told actors that handled their message", expected=sizes.fanout, observed=told
             ),
         ],
     )
