@@ -60,16 +60,16 @@ CREATE INDEX messages_mailbox ON messages (entity, key, id);
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
-Job = Callable[[sqlite3.Connection], None]
+Job = Callable[[sqlite3.Connection], Any]
 
 
 class _Store:
-    """One connection, used by one thread; ``call`` hands it a job and awaits the end."""
+    """One connection, used by one thread; ``call`` hands it a job, whose result it awaits."""
 
     def __init__(self, path: Path, durability: Durability) -> None:
         self._path = path
         self._synchronous = SYNCHRONOUS[durability]
-        self._jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[None]] | None]
+        self._jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None]
         self._jobs = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._serve, name="floor sqlite", daemon=True)
@@ -81,19 +81,39 @@ class _Store:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.executescript(SCHEMA)
         while (job := self._jobs.get()) is not None:
-            write, done = job
-            write(conn)
-            self._loop.call_soon_threadsafe(done.set_result, None)
+            run, done = job
+            try:
+                result = run(conn)
+            except Exception as exc:  # to the caller, which fails the run with it
+                self._loop.call_soon_threadsafe(_settle, done, None, exc)
+            else:
+                self._loop.call_soon_threadsafe(_settle, done, result, None)
         conn.close()
 
-    def call(self, write: Job) -> asyncio.Future[None]:
+    def call(self, run: Job) -> asyncio.Future[Any]:
         done = self._loop.create_future()
-        self._jobs.put((write, done))
+        self._jobs.put((run, done))
         return done
 
     def close(self) -> None:
         self._jobs.put(None)
         self._thread.join()
+
+
+def _settle(done: asyncio.Future[Any], result: object, error: Exception | None) -> None:
+    if done.done():  # its awaiter was cancelled
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
+
+
+def _stored(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Messages still stored, and the sum of the actors' stored counts."""
+    [(unhandled,)] = conn.execute("SELECT count(*) FROM messages")
+    states = conn.execute("SELECT state FROM actors WHERE state IS NOT NULL")
+    return unhandled, sum(_decode(state)["count"] for (state,) in states)
 
 
 def _commit(
@@ -152,11 +172,6 @@ class _Floor:
         self.handled = 0  # turns committed
         self.all_handled = asyncio.Event()  # set when ``handled`` reaches ``expected``
         self.expected = 0
-
-    def count(self, key: str) -> int:
-        """Actor ``key``'s count (0 for an actor with none yet)."""
-        actor = self._actors.get(key)
-        return 0 if actor is None else actor.count
 
     def ask(self, key: str, amount: int) -> asyncio.Future[int]:
         """Add ``amount`` to actor ``key``: its new count, once the turn has committed."""
@@ -244,7 +259,8 @@ async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> O
     async def tell(job: int) -> None:
         await floor.tell(f"inbox-{job}", 1)
 
-    try:
+    async def run() -> tuple[float, float, int, int]:
+        nonlocal in_order
         elapsed = await run_callers(TALLY_KEYS * asks, ask)
         last = await floor.ask("hot", 0)  # untimed, as W3 activates its actor first
         for _ in range(sizes.hot_asks):
@@ -258,9 +274,20 @@ async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> O
         await run_callers(sizes.fanout, tell)
         await floor.all_handled.wait()
         fanned_out = time.perf_counter() - started
-        told = sum(floor.count(f"inbox-{job}") == 1 for job in range(sizes.fanout))
+        unhandled, total = await store.call(_stored)
+        return elapsed, fanned_out, unhandled, total
+
+    workload = asyncio.get_running_loop().create_task(run())
+    try:
+        # A writer that fails fails the run, rather than leaving the callers waiting.
+        await asyncio.wait({workload, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if writer.done():
+            writer.result()  # raises the writer's error
+        elapsed, fanned_out, unhandled, total = workload.result()
     finally:
-        writer.cancel()
+        for task in (workload, writer):
+            task.cancel()
+        await asyncio.gather(workload, writer, return_exceptions=True)
         store.close()
     expected = list(range(1, asks + 1))
     return Outcome(
@@ -278,8 +305,11 @@ async def durable_floor(folder: Path, durability: Durability, sizes: Sizes) -> O
             Check(
                 what="replies one more than the last", expected=sizes.hot_asks, observed=in_order
             ),
+            Check(what="messages still stored (all handled)", expected=0, observed=unhandled),
             Check(
-                what="told actors that handled their message", expected=sizes.fanout, observed=told
+                what="sum of the stored counts",
+                expected=TALLY_KEYS * asks + sizes.hot_asks + sizes.fanout,
+                observed=total,
             ),
         ],
     )

@@ -4,6 +4,11 @@ The runtime describes what a batch must do with these records (admit, enqueue, c
 a store applies a whole batch in one transaction and answers with one outcome per item. Records
 hold encoded payloads (``bytes``) and never runtime objects: this module must not import
 ``actors``.
+
+Records are frozen ``msgspec.Struct``s made with ``gc=False``: the garbage collector does not
+track them, which is safe because they hold values only (bytes, strings, numbers, enums,
+tuples, other records, and checked attribute values) and so are never part of a reference
+cycle. Copy one with ``msgspec.structs.replace``.
 """
 
 from __future__ import annotations
